@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each does all set-up first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup wordnet demo test lint clean
+
+setup: $(STAMP) wordnet
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+# WordNet 3.0 from Debian when running as root and no copy is present; hierseg builds its nltk layout from it.
+wordnet:
+	@if [ ! -f /usr/share/wordnet/data.noun ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base wordnet-sense-index; \
+	fi
+
+demo: setup
+	$(VENV)/bin/hierseg taxonomy build --out build/demo/dsspn359.json --label-maps build/demo/label_maps
+	$(VENV)/bin/hierseg taxonomy stats build/demo/dsspn359.json
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

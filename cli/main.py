@@ -1,0 +1,26 @@
+"""The ``hierseg`` command line: thin typer commands over the library."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from hierseg.cli.taxonomy import app as taxonomy_app
+from hierseg.taxonomy.errors import HiersegError
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="Hierarchical, multi-dataset semantic segmentation.")
+app.add_typer(taxonomy_app, name="taxonomy")
+
+
+def main() -> None:
+    """Console entry point: a :class:`HiersegError` becomes ``error: ...`` on stderr and exit code 2."""
+    try:
+        app()
+    except HiersegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

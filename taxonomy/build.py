@@ -1,0 +1,303 @@
+"""Build the WordNet-merged concept tree from COCO-Stuff's hierarchy, the label tables and the merge spec.
+
+The build is a pure function of the files in ``taxonomy/specs/`` and WordNet 3.0: same inputs, same bytes.
+Every placement the merge spec makes is checked against WordNet: the synset of the nearest ancestor that has
+one must be among the concept's hypernyms (instance hypernyms included), unless the spec marks the placement
+as an exception and gives its reason. Every problem is collected and reported with its spec line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hierseg.taxonomy.errors import HiersegError
+from hierseg.taxonomy.io import atomic_write_text
+from hierseg.taxonomy.mergespec import MergeSpec, concept_id, load_merge_spec
+from hierseg.taxonomy.specs import DATASETS, SPEC_DIR, DatasetSpec, load_spec
+from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, REPO_ROOT
+from hierseg.taxonomy.validate import validate_artifact
+
+FORMAT = "hierseg-taxonomy/1"
+DEFAULT_LABEL_MAP_DIR = REPO_ROOT / "data" / "label_maps"
+
+
+class BuildError(HiersegError):
+    """The merge spec does not describe a valid tree; ``problems`` holds one line per violation."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{len(problems)} problem(s) in the merge spec; first: {problems[0]}")
+
+
+@dataclass
+class _Node:
+    id: str
+    name: str
+    parent: str | None
+    synset: str | None
+    source: str
+    reason: str | None = None
+    exception: bool = False
+    where: str = ""
+    children: list[str] = field(default_factory=list)
+    labels: dict[str, list[int]] = field(default_factory=dict)
+    check: str = "coco"
+    adopter: str | None = None
+    exempt: tuple[str, ...] = ()
+
+
+def _coco_nodes(spec_dir: Path, root: str) -> dict[str, _Node]:
+    synsets = yaml.safe_load((spec_dir / "coco_synsets.yaml").read_text(encoding="utf-8"))
+    nodes: dict[str, _Node] = {}
+
+    def ensure(name: str, parent: str | None) -> _Node:
+        cid = root if name == "root" else concept_id(name)
+        if cid not in nodes:
+            if name not in synsets:
+                raise HiersegError(f"coco_synsets.yaml: no entry for COCO-Stuff node {name!r}")
+            nodes[cid] = _Node(cid, root if name == "root" else name, parent, synsets[name], "coco_stuff",
+                               where=f"coco_stuff_hierarchy.csv ({name})")
+        return nodes[cid]
+
+    ensure("root", None)
+    with (spec_dir / "coco_stuff_hierarchy.csv").open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            parent = ensure(row["parent"], None)
+            child = ensure(row["child"], parent.id)
+            parent.children.append(child.id)
+    return nodes
+
+
+def _ancestors(nodes: dict[str, _Node], cid: str) -> list[str]:
+    path, seen = [], {cid}
+    node = nodes[cid]
+    while node.parent is not None:
+        if node.parent in seen:
+            raise HiersegError(f"cycle through concept {node.parent!r}")
+        seen.add(node.parent)
+        path.append(node.parent)
+        node = nodes[node.parent]
+    return path
+
+
+def _apply_merge(nodes: dict[str, _Node], merge: MergeSpec, problems: list[str]) -> None:
+    pending = list(merge.added)
+    for item in pending:
+        where = merge.where(item.line)
+        if item.id in nodes:
+            problems.append(f"{where}: concept id {item.id!r} already exists ({nodes[item.id].where})")
+            continue
+        nodes[item.id] = _Node(item.id, item.name, item.parent, item.synset, item.source, item.reason,
+                               item.exception, where, check="parent", exempt=item.exempt)
+    for item in pending:
+        where = merge.where(item.line)
+        if item.parent not in nodes:
+            problems.append(f"{where}: concept {item.id!r} has unknown parent {item.parent!r}")
+            continue
+        nodes[item.parent].children.append(item.id)
+        if (item.synset is None or item.exception or item.source == "super-class") and not item.reason:
+            problems.append(f"{where}: concept {item.id!r} needs a reason (null synset, exception or super-class)")
+        for adopted in item.adopts:
+            node = nodes.get(adopted)
+            if node is None:
+                problems.append(f"{where}: {item.id!r} adopts unknown concept {adopted!r}")
+                continue
+            if node.parent is not None:
+                nodes[node.parent].children.remove(adopted)
+            node.parent = item.id
+            node.check, node.adopter = "adopted", item.id
+            nodes[item.id].children.append(adopted)
+        for exempt in sorted(set(item.exempt) - set(item.adopts)):
+            problems.append(f"{where}: {item.id!r} exempts {exempt!r}, which it does not adopt")
+
+
+def _map_labels(nodes: dict[str, _Node], merge: MergeSpec, specs: dict[str, DatasetSpec], problems: list[str]) -> None:
+    for label in specs["coco_stuff"].labels:
+        cid = concept_id(label.name)
+        if cid not in nodes:
+            problems.append(f"coco_stuff.csv: label {label.id} {label.name!r} is not a node of the COCO hierarchy")
+            continue
+        nodes[cid].labels.setdefault("coco_stuff", []).append(label.id)
+    mapped: dict[tuple[str, int], int] = {}
+    for entry in merge.labels:
+        where = merge.where(entry.line)
+        spec = specs.get(entry.dataset)
+        if spec is None or entry.dataset == "coco_stuff":
+            problems.append(f"{where}: labels of {entry.dataset!r} cannot be mapped here")
+            continue
+        if entry.label_id not in spec.ids:
+            problems.append(f"{where}: {entry.dataset} has no label id {entry.label_id}")
+            continue
+        if (entry.dataset, entry.label_id) in mapped:
+            problems.append(f"{where}: {entry.dataset} label {entry.label_id} already mapped on line "
+                            f"{mapped[(entry.dataset, entry.label_id)]}")
+            continue
+        if entry.concept not in nodes:
+            problems.append(f"{where}: {entry.dataset} label {entry.label_id} maps to unknown concept {entry.concept!r}")
+            continue
+        mapped[(entry.dataset, entry.label_id)] = entry.line
+        nodes[entry.concept].labels.setdefault(entry.dataset, []).append(entry.label_id)
+    for dataset in DATASETS[1:]:
+        void = merge.void.get(dataset, {})
+        for label in specs[dataset].labels:
+            if (dataset, label.id) not in mapped and label.id not in void:
+                problems.append(f"{merge.path.name}: {dataset} label {label.id} {label.name!r} is neither mapped nor void")
+            if (dataset, label.id) in mapped and label.id in void:
+                problems.append(f"{merge.where(void[label.id][1])}: {dataset} label {label.id} is both mapped and void")
+
+
+def _check_wordnet(nodes: dict[str, _Node], wordnet: Any, problems: list[str]) -> None:
+    from nltk.corpus.reader.wordnet import WordNetError
+
+    resolved: dict[str, Any] = {}
+    for node in nodes.values():
+        if node.synset is None:
+            continue
+        try:
+            resolved[node.id] = wordnet.synset(node.synset)
+        except (WordNetError, ValueError):
+            problems.append(f"{node.where}: synset {node.synset!r} of concept {node.id!r} is not in WordNet 3.0")
+    for node in nodes.values():
+        if node.check == "coco" or node.id not in resolved:
+            continue
+        if node.adopter is not None:
+            # An adopted COCO node is checked against its super-class only; the COCO hierarchy above is official.
+            adopter = nodes[node.adopter]
+            anchor = adopter.id if adopter.id in resolved else None
+            exempt, where = node.id in adopter.exempt, adopter.where
+        else:
+            anchor = next((a for a in _ancestors(nodes, node.id) if a in resolved), None)
+            exempt, where = node.exception, node.where
+        if anchor is None:
+            node.check = "unchecked"
+            continue
+        hypernyms = set(resolved[node.id].closure(lambda s: s.hypernyms() + s.instance_hypernyms()))
+        placed = resolved[anchor] in hypernyms
+        flag = "`exempt`" if node.adopter else "`exception: true`"
+        if placed and exempt:
+            problems.append(f"{where}: {node.id!r} is marked as an exception, but {resolved[anchor].name()} ({anchor}) "
+                            f"is already among its hypernyms; remove it from {flag}")
+        elif not placed and not exempt:
+            problems.append(f"{where}: {node.synset} ({node.id}) does not have {resolved[anchor].name()} ({anchor}) "
+                            f"among its WordNet hypernyms; fix the parent or mark it in {flag} with a reason")
+        node.check = "exception" if exempt else f"wordnet:{anchor}"
+
+
+def _definition(node: _Node, wordnet: Any, specs: dict[str, DatasetSpec]) -> str | None:
+    if node.synset is not None:
+        return wordnet.synset(node.synset).definition()
+    for label_id in node.labels.get("coco_stuff", []):
+        description = specs["coco_stuff"].label(label_id).extra.get("description")
+        if description:
+            return description
+    return node.reason
+
+
+def build_artifact(spec_dir: Path = SPEC_DIR, wordnet: Any = None, expect: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the tree, validate it and return the artifact as a JSON-ready dict.
+
+    Raises :class:`BuildError` listing every problem. ``expect`` overrides the validator's size expectations
+    (``expect_concepts``, ``expect_max_depth``) for trees built from other specs.
+    """
+    if wordnet is None:
+        from hierseg.taxonomy.wordnet import load_wordnet
+
+        wordnet = load_wordnet()
+    merge = load_merge_spec(spec_dir / "merge.yaml")
+    specs = {name: load_spec(name) for name in DATASETS}
+    problems: list[str] = []
+    nodes = _coco_nodes(spec_dir, merge.root)
+    _apply_merge(nodes, merge, problems)
+    _map_labels(nodes, merge, specs, problems)
+    if problems:  # the WordNet check walks ancestor paths, which need a well-formed tree
+        raise BuildError(problems)
+    _check_wordnet(nodes, wordnet, problems)
+    if problems:
+        raise BuildError(problems)
+
+    concepts: list[dict[str, Any]] = []
+
+    def visit(cid: str, depth: int) -> None:
+        node = nodes[cid]
+        concepts.append({
+            "id": node.id,
+            "name": node.name,
+            "parent": node.parent,
+            "depth": depth,
+            "synset": node.synset,
+            "definition": _definition(node, wordnet, specs),
+            "source": node.source,
+            "placement": node.check,
+            "reason": node.reason,
+            "labels": {d: sorted(node.labels[d]) for d in DATASETS if d in node.labels},
+        })
+        for child in node.children:
+            visit(child, depth + 1)
+
+    visit(merge.root, 0)
+    datasets = {
+        name: {
+            "title": specs[name].title,
+            "ignore": specs[name].ignore,
+            "void": {str(k): v[0] for k, v in sorted(merge.void.get(name, {}).items())},
+        }
+        for name in DATASETS
+    }
+    artifact = {"format": FORMAT, "name": "dsspn359", "wordnet": "3.0", "root": merge.root,
+                "datasets": datasets, "concepts": concepts}
+    problems = validate_artifact(artifact, wordnet=wordnet, **(expect or {}))
+    if problems:
+        raise BuildError(problems)
+    return artifact
+
+
+def dumps_artifact(artifact: dict[str, Any]) -> str:
+    return json.dumps(artifact, indent=1, ensure_ascii=False) + "\n"
+
+
+def label_map_rows(artifact: dict[str, Any], dataset: str) -> list[dict[str, Any]]:
+    """One row per pixel value of ``dataset``: its concept and path, or ``ignore=1`` for void values."""
+    spec = load_spec(dataset)
+    by_id = {c["id"]: c for c in artifact["concepts"]}
+    concept_of = {lid: c["id"] for c in artifact["concepts"] for lid in c["labels"].get(dataset, [])}
+
+    def path(cid: str) -> str:
+        parts = [cid]
+        while by_id[parts[-1]]["parent"] is not None:
+            parts.append(by_id[parts[-1]]["parent"])
+        return "/".join(reversed(parts))
+
+    rows = []
+    for label in sorted(spec.labels, key=lambda lab: lab.id):
+        cid = concept_of.get(label.id)
+        rows.append({"dataset_id": label.id, "name": label.name, "concept": cid or "",
+                     "concept_path": path(cid) if cid else "", "ignore": int(cid is None),
+                     "evaluated": int(label.evaluated)})
+    rows.append({"dataset_id": spec.ignore, "name": spec.ignore_name, "concept": "", "concept_path": "",
+                 "ignore": 1, "evaluated": 0})
+    return sorted(rows, key=lambda row: row["dataset_id"])
+
+
+def label_map_csv(artifact: dict[str, Any], dataset: str) -> str:
+    import io
+
+    out = io.StringIO()
+    columns = ["dataset_id", "name", "concept", "concept_path", "ignore", "evaluated"]
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(label_map_rows(artifact, dataset))
+    return out.getvalue()
+
+
+def write_outputs(artifact: dict[str, Any], out: Path = DEFAULT_ARTIFACT, label_map_dir: Path | None = None) -> list[Path]:
+    """Write the artifact and, if ``label_map_dir`` is given, one label map per dataset; all atomically."""
+    written = [atomic_write_text(out, dumps_artifact(artifact))]
+    if label_map_dir is not None:
+        for dataset in DATASETS:
+            written.append(atomic_write_text(label_map_dir / f"{dataset}.csv", label_map_csv(artifact, dataset)))
+    return written

@@ -1,0 +1,43 @@
+"""Statistics of the tree and of each dataset's part of it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from hierseg.taxonomy.tree import Taxonomy
+
+
+def neurons(taxonomy: Taxonomy) -> list[str]:
+    """Semantic neurons (DSSPN 3.1): concepts with at least two children, in depth order."""
+    return sorted((c.id for c in taxonomy if len(taxonomy.children(c.id)) >= 2),
+                  key=lambda cid: (taxonomy[cid].depth, cid))
+
+
+def tree_stats(taxonomy: Taxonomy) -> dict[str, Any]:
+    per_depth = Counter(c.depth for c in taxonomy)
+    inner = [len(taxonomy.children(c.id)) for c in taxonomy if not taxonomy.is_leaf(c.id)]
+    neuron_ids = set(neurons(taxonomy))
+    datasets = {}
+    for dataset in taxonomy.datasets:
+        mapped = taxonomy.dataset_concepts(dataset)
+        on_paths = {a for cid in mapped.values() for a in taxonomy.ancestors(cid)}
+        datasets[dataset] = {
+            "labels": len(mapped),
+            "concepts": len(set(mapped.values())),
+            "inner_labels": sum(1 for cid in mapped.values() if not taxonomy.is_leaf(cid)),
+            "concepts_on_paths": len(on_paths | set(mapped.values())),
+            "neurons_on_paths": len(on_paths & neuron_ids),
+        }
+    return {
+        "concepts": len(taxonomy),
+        "max_depth": taxonomy.max_depth,
+        "leaves": sum(1 for c in taxonomy if taxonomy.is_leaf(c.id)),
+        "neurons": len(neuron_ids),
+        "concepts_per_depth": {str(d): per_depth[d] for d in sorted(per_depth)},
+        "branching_mean": round(sum(inner) / len(inner), 3),
+        "branching_max": max(inner),
+        "with_synset": sum(1 for c in taxonomy if c.synset),
+        "by_source": dict(sorted(Counter(c.source for c in taxonomy).items())),
+        "datasets": datasets,
+    }

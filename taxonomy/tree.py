@@ -1,0 +1,143 @@
+"""The built concept tree: immutable, loaded from the JSON artifact without WordNet or torch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hierseg.taxonomy.errors import HiersegError
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ARTIFACT = REPO_ROOT / "data" / "taxonomy" / "dsspn359.json"
+
+
+@dataclass(frozen=True)
+class Concept:
+    id: str
+    name: str
+    parent: str | None
+    depth: int
+    synset: str | None
+    definition: str | None
+    source: str
+    labels: dict[str, tuple[int, ...]]
+
+
+def read_artifact(path: str | Path) -> dict[str, Any]:
+    """Parse an artifact file; a missing file or broken JSON is a one-line :class:`HiersegError`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise HiersegError(f"{path}: cannot read taxonomy ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise HiersegError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("concepts"), list):
+        raise HiersegError(f"{path}: not a hierseg taxonomy (no 'concepts' list)")
+    return data
+
+
+class Taxonomy:
+    """Concepts by stable string id, with parent, children, depth and ancestors.
+
+    Build one with :meth:`load`; run :func:`hierseg.taxonomy.validate.validate_artifact` first on untrusted files.
+    """
+
+    def __init__(self, artifact: dict[str, Any]) -> None:
+        self.artifact = artifact
+        self.root: str = artifact["root"]
+        self._concepts: dict[str, Concept] = {}
+        self._children: dict[str, list[str]] = {}
+        for entry in artifact["concepts"]:
+            concept = Concept(
+                id=entry["id"], name=entry["name"], parent=entry["parent"], depth=entry["depth"],
+                synset=entry.get("synset"), definition=entry.get("definition"), source=entry.get("source", ""),
+                labels={k: tuple(v) for k, v in entry.get("labels", {}).items()},
+            )
+            self._concepts[concept.id] = concept
+            self._children.setdefault(concept.id, [])
+            if concept.parent is not None:
+                self._children.setdefault(concept.parent, []).append(concept.id)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Taxonomy:
+        return cls(read_artifact(path or DEFAULT_ARTIFACT))
+
+    def __len__(self) -> int:
+        return len(self._concepts)
+
+    def __iter__(self) -> Iterator[Concept]:
+        return iter(self._concepts.values())
+
+    def __contains__(self, concept_id: object) -> bool:
+        return concept_id in self._concepts
+
+    def __getitem__(self, concept_id: str) -> Concept:
+        try:
+            return self._concepts[concept_id]
+        except KeyError:
+            raise HiersegError(f"unknown concept {concept_id!r}") from None
+
+    def children(self, concept_id: str) -> tuple[str, ...]:
+        return tuple(self._children[self[concept_id].id])
+
+    def ancestors(self, concept_id: str) -> tuple[str, ...]:
+        """From the parent up to the root."""
+        out, node = [], self[concept_id]
+        while node.parent is not None:
+            out.append(node.parent)
+            node = self._concepts[node.parent]
+        return tuple(out)
+
+    def path(self, concept_id: str) -> tuple[str, ...]:
+        """From the root down to ``concept_id``."""
+        return tuple(reversed(self.ancestors(concept_id))) + (concept_id,)
+
+    def is_leaf(self, concept_id: str) -> bool:
+        return not self._children[self[concept_id].id]
+
+    @property
+    def max_depth(self) -> int:
+        return max(c.depth for c in self)
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(self.artifact.get("datasets", {}))
+
+    def concept_of(self, dataset: str, label_id: int) -> str | None:
+        """The concept a dataset label maps to, or ``None`` for its ignore/void values."""
+        return self._label_index.get(dataset, {}).get(label_id)
+
+    def dataset_concepts(self, dataset: str) -> dict[int, str]:
+        """Label id -> concept id for one dataset."""
+        if dataset not in self.datasets:
+            raise HiersegError(f"unknown dataset {dataset!r}; the tree covers {', '.join(self.datasets)}")
+        return dict(self._label_index.get(dataset, {}))
+
+    @cached_property
+    def _label_index(self) -> dict[str, dict[int, str]]:
+        index: dict[str, dict[int, str]] = {}
+        for concept in self:
+            for dataset, ids in concept.labels.items():
+                for label_id in ids:
+                    index.setdefault(dataset, {})[label_id] = concept.id
+        return index
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """A networkx ``DiGraph`` (parent -> child edges) with each concept's fields as node attributes."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        for concept in self:
+            graph.add_node(concept.id, name=concept.name, depth=concept.depth, synset=concept.synset or "")
+            if concept.parent is not None:
+                graph.add_edge(concept.parent, concept.id)
+        return graph
