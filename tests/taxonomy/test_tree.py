@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import networkx as nx
+from hierseg.taxonomy import Taxonomy
+from hierseg.taxonomy.stats import neurons, tree_stats
+
+
+def test_loading_needs_neither_wordnet_nor_torch():
+    code = ("import sys; from hierseg.taxonomy import Taxonomy; t = Taxonomy.load(); "
+            "assert len(t) == 359; assert 'nltk' not in sys.modules and 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_paths_and_graph(artifact):
+    tax = Taxonomy(artifact)
+    assert nx.is_arborescence(tax.graph)
+    assert tax.path("lane_marking") == ("entity", "stuff", "outdoor_super_stuff", "ground_stuff", "road", "lane_marking")
+    assert set(tax.children("rider")) == {"bicyclist", "motorcyclist", "rider_other"}
+    assert all(tax[c].depth == len(tax.ancestors(c)) for c in tax.graph)
+
+
+def test_stats_agree_with_the_tree(artifact):
+    tax = Taxonomy(artifact)
+    stats = tree_stats(tax)
+    assert stats["concepts"] == 359 and stats["max_depth"] == 5
+    assert sum(stats["concepts_per_depth"].values()) == 359
+    assert stats["neurons"] == len(neurons(tax)) == sum(1 for c in tax if len(tax.children(c.id)) >= 2)
+    assert stats["by_source"]["coco_stuff"] == 216
+    assert stats["datasets"]["cityscapes"]["labels"] == 27
+    depth_order = [tax[n].depth for n in neurons(tax)]
+    assert depth_order == sorted(depth_order)
