@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+
 from hierseg.cli.taxonomy import app as taxonomy_app
 from hierseg.taxonomy.errors import HiersegError
 

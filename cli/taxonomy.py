@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, Taxonomy
 
 app = typer.Typer(no_args_is_help=True, help="Build, validate and inspect the concept tree.")

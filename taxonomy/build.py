@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.io import atomic_write_text
 from hierseg.taxonomy.mergespec import MergeSpec, concept_id, load_merge_spec

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
 from hierseg.taxonomy.errors import HiersegError
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 import yaml
+
 from hierseg.taxonomy.errors import HiersegError
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"

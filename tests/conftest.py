@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from hierseg.taxonomy.build import build_artifact
 from hierseg.taxonomy.wordnet import load_wordnet
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 from hierseg.taxonomy.tree import DEFAULT_ARTIFACT
-
 from tests.conftest import run_cli
 
 

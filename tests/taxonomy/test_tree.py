@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import networkx as nx
+
 from hierseg.taxonomy import Taxonomy
 from hierseg.taxonomy.stats import neurons, tree_stats
 

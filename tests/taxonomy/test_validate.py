@@ -4,8 +4,8 @@ import copy
 import json
 
 import pytest
-from hierseg.taxonomy.validate import validate_artifact
 
+from hierseg.taxonomy.validate import validate_artifact
 from tests.conftest import run_cli
 
 
