@@ -164,7 +164,10 @@ def _check_wordnet(nodes: dict[str, _Node], wordnet: Any, problems: list[str]) -
         except (WordNetError, ValueError):
             problems.append(f"{node.where}: synset {node.synset!r} of concept {node.id!r} is not in WordNet 3.0")
     for node in nodes.values():
-        if node.check == "coco" or node.id not in resolved:
+        if node.check == "coco":
+            continue
+        if node.id not in resolved:
+            node.check = "no synset"
             continue
         if node.adopter is not None:
             # An adopted COCO node is checked against its super-class only; the COCO hierarchy above is official.
