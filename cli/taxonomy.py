@@ -32,13 +32,19 @@ def build(
     out: Annotated[Path, typer.Option(help="Where to write the tree artifact.")] = DEFAULT_ARTIFACT,
     label_maps: Annotated[Path | None, typer.Option(help="Folder for <dataset>.csv label maps "
                                                        "(default: data/label_maps, or label_maps/ beside --out).")] = None,
+    specs: Annotated[Path | None, typer.Option(help="Folder with merge.yaml, coco_synsets.yaml and "
+                                               "coco_stuff_hierarchy.csv to try another merge (label tables "
+                                               "stay the shipped ones).")] = None,
+    any_size: Annotated[bool, typer.Option(help="Accept a tree other than 359 concepts / depth 5.")] = False,
 ) -> None:
     """Build the tree from the label specs, the merge spec and WordNet 3.0, validate it and write it."""
     from hierseg.taxonomy.build import DEFAULT_LABEL_MAP_DIR, BuildError, build_artifact, write_outputs
+    from hierseg.taxonomy.specs import SPEC_DIR
 
     start = time.perf_counter()
+    expect = {"expect_concepts": None, "expect_max_depth": None} if any_size else None
     try:
-        artifact = build_artifact()
+        artifact = build_artifact(specs or SPEC_DIR, expect=expect)
     except BuildError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)

@@ -9,6 +9,7 @@ as an exception and gives its reason. Every problem is collected and reported wi
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,8 +289,6 @@ def label_map_rows(artifact: dict[str, Any], dataset: str) -> list[dict[str, Any
 
 
 def label_map_csv(artifact: dict[str, Any], dataset: str) -> str:
-    import io
-
     out = io.StringIO()
     columns = ["dataset_id", "name", "concept", "concept_path", "ignore", "evaluated"]
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+from hierseg.taxonomy.specs import SPEC_DIR
 from hierseg.taxonomy.tree import DEFAULT_ARTIFACT
 from tests.conftest import run_cli
 
@@ -35,3 +37,20 @@ def test_unknown_concept_is_a_clean_error():
     result = run_cli("taxonomy", "show", "--root", "unicorn")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: unknown concept 'unicorn'"
+
+
+def test_build_from_a_broken_spec_names_each_line_and_writes_nothing(tmp_path):
+    specs = tmp_path / "specs"
+    shutil.copytree(SPEC_DIR, specs)
+    merge = specs / "merge.yaml"
+    text = merge.read_text()
+    text = text.replace("{id: tower, parent: building_stuff,", "{id: tower, parent: nowhere,")
+    text = text.replace("synset: hovel.n.01,", "synset: hovel.n.77,")
+    merge.write_text(text)
+    out = tmp_path / "tree.json"
+    result = run_cli("taxonomy", "build", "--specs", str(specs), "--out", str(out))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith("error: merge.yaml:") and "unknown parent 'nowhere'" in line for line in lines)
+    assert "Traceback" not in result.stderr
+    assert not out.exists() and not (tmp_path / "label_maps").exists()
