@@ -68,21 +68,23 @@ def validate(
     wordnet: Annotated[bool, typer.Option(help="Check that every synset exists in WordNet 3.0.")] = True,
 ) -> None:
     """Check a tree artifact; print one line per violation and exit 2 if there is any."""
-    from hierseg.taxonomy.validate import validate_file
+    from hierseg.taxonomy.tree import read_artifact
+    from hierseg.taxonomy.validate import validate_artifact
 
     path = path or DEFAULT_ARTIFACT
+    artifact = read_artifact(path)
     reader = None
     if wordnet:
         from hierseg.taxonomy.wordnet import load_wordnet
 
         reader = load_wordnet()
-    problems = validate_file(path, expect_concepts=None if any_size else expect_concepts,
+    problems = validate_artifact(artifact, expect_concepts=None if any_size else expect_concepts,
                              expect_max_depth=None if any_size else expect_depth, wordnet=reader)
     if problems:
         for problem in problems:
             print(f"error: {path}: {problem}", file=sys.stderr)
         raise typer.Exit(2)
-    taxonomy = Taxonomy.load(path)
+    taxonomy = Taxonomy(artifact)
     typer.echo(f"ok: {path}: {len(taxonomy)} concepts, maximal depth {taxonomy.max_depth}")
 
 

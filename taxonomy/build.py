@@ -21,7 +21,7 @@ from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.io import atomic_write_text
 from hierseg.taxonomy.mergespec import MergeSpec, concept_id, load_merge_spec
 from hierseg.taxonomy.specs import DATASETS, SPEC_DIR, DatasetSpec, load_spec
-from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, REPO_ROOT
+from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, REPO_ROOT, Taxonomy
 from hierseg.taxonomy.validate import validate_artifact
 
 FORMAT = "hierseg-taxonomy/1"
@@ -88,15 +88,14 @@ def _ancestors(nodes: dict[str, _Node], cid: str) -> list[str]:
 
 
 def _apply_merge(nodes: dict[str, _Node], merge: MergeSpec, problems: list[str]) -> None:
-    pending = list(merge.added)
-    for item in pending:
+    for item in merge.added:
         where = merge.where(item.line)
         if item.id in nodes:
             problems.append(f"{where}: concept id {item.id!r} already exists ({nodes[item.id].where})")
             continue
         nodes[item.id] = _Node(item.id, item.name, item.parent, item.synset, item.source, item.reason,
                                item.exception, where, check="parent", exempt=item.exempt)
-    for item in pending:
+    for item in merge.added:
         where = merge.where(item.line)
         if item.parent not in nodes:
             problems.append(f"{where}: concept {item.id!r} has unknown parent {item.parent!r}")
@@ -153,7 +152,8 @@ def _map_labels(nodes: dict[str, _Node], merge: MergeSpec, specs: dict[str, Data
                 problems.append(f"{merge.where(void[label.id][1])}: {dataset} label {label.id} is both mapped and void")
 
 
-def _check_wordnet(nodes: dict[str, _Node], wordnet: Any, problems: list[str]) -> None:
+def _check_wordnet(nodes: dict[str, _Node], wordnet: Any, problems: list[str]) -> dict[str, Any]:
+    """Check every merge placement; return the resolved synset of each concept that has one."""
     from nltk.corpus.reader.wordnet import WordNetError
 
     resolved: dict[str, Any] = {}
@@ -191,11 +191,12 @@ def _check_wordnet(nodes: dict[str, _Node], wordnet: Any, problems: list[str]) -
             problems.append(f"{where}: {node.synset} ({node.id}) does not have {resolved[anchor].name()} ({anchor}) "
                             f"among its WordNet hypernyms; fix the parent or mark it in {flag} with a reason")
         node.check = "exception" if exempt else f"wordnet:{anchor}"
+    return resolved
 
 
-def _definition(node: _Node, wordnet: Any, specs: dict[str, DatasetSpec]) -> str | None:
-    if node.synset is not None:
-        return wordnet.synset(node.synset).definition()
+def _definition(node: _Node, resolved: dict[str, Any], specs: dict[str, DatasetSpec]) -> str | None:
+    if node.id in resolved:
+        return resolved[node.id].definition()
     for label_id in node.labels.get("coco_stuff", []):
         description = specs["coco_stuff"].label(label_id).extra.get("description")
         if description:
@@ -221,7 +222,7 @@ def build_artifact(spec_dir: Path = SPEC_DIR, wordnet: Any = None, expect: dict[
     _map_labels(nodes, merge, specs, problems)
     if problems:  # the WordNet check walks ancestor paths, which need a well-formed tree
         raise BuildError(problems)
-    _check_wordnet(nodes, wordnet, problems)
+    resolved = _check_wordnet(nodes, wordnet, problems)
     if problems:
         raise BuildError(problems)
 
@@ -235,7 +236,7 @@ def build_artifact(spec_dir: Path = SPEC_DIR, wordnet: Any = None, expect: dict[
             "parent": node.parent,
             "depth": depth,
             "synset": node.synset,
-            "definition": _definition(node, wordnet, specs),
+            "definition": _definition(node, resolved, specs),
             "source": node.source,
             "placement": node.check,
             "reason": node.reason,
@@ -268,20 +269,12 @@ def dumps_artifact(artifact: dict[str, Any]) -> str:
 def label_map_rows(artifact: dict[str, Any], dataset: str) -> list[dict[str, Any]]:
     """One row per pixel value of ``dataset``: its concept and path, or ``ignore=1`` for void values."""
     spec = load_spec(dataset)
-    by_id = {c["id"]: c for c in artifact["concepts"]}
-    concept_of = {lid: c["id"] for c in artifact["concepts"] for lid in c["labels"].get(dataset, [])}
-
-    def path(cid: str) -> str:
-        parts = [cid]
-        while by_id[parts[-1]]["parent"] is not None:
-            parts.append(by_id[parts[-1]]["parent"])
-        return "/".join(reversed(parts))
-
+    taxonomy = Taxonomy(artifact)
     rows = []
-    for label in sorted(spec.labels, key=lambda lab: lab.id):
-        cid = concept_of.get(label.id)
+    for label in spec.labels:
+        cid = taxonomy.concept_of(dataset, label.id)
         rows.append({"dataset_id": label.id, "name": label.name, "concept": cid or "",
-                     "concept_path": path(cid) if cid else "", "ignore": int(cid is None),
+                     "concept_path": "/".join(taxonomy.path(cid)) if cid else "", "ignore": int(cid is None),
                      "evaluated": int(label.evaluated)})
     rows.append({"dataset_id": spec.ignore, "name": spec.ignore_name, "concept": "", "concept_path": "",
                  "ignore": 1, "evaluated": 0})

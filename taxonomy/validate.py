@@ -6,11 +6,9 @@ Each violation is one line naming the concept id (or the dataset label) and what
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from hierseg.taxonomy.specs import DATASETS, load_spec
-from hierseg.taxonomy.tree import read_artifact
 
 SHIPPED_CONCEPTS = 359
 SHIPPED_MAX_DEPTH = 5
@@ -134,7 +132,3 @@ def _synsets(entries: list[dict[str, Any]], wordnet: Any) -> list[str]:
             problems.append(f"concept {e['id']}: synset {e['synset']!r} is not in WordNet 3.0")
     return problems
 
-
-def validate_file(path: str | Path, **kwargs: Any) -> list[str]:
-    """Validate an artifact file; JSON errors raise a one-line :class:`HiersegError`."""
-    return validate_artifact(read_artifact(path), **kwargs)
