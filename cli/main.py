@@ -6,12 +6,14 @@ import sys
 
 import typer
 
+from hierseg.cli.labels import app as labels_app
 from hierseg.cli.taxonomy import app as taxonomy_app
 from hierseg.taxonomy.errors import HiersegError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Hierarchical, multi-dataset semantic segmentation.")
 app.add_typer(taxonomy_app, name="taxonomy")
+app.add_typer(labels_app, name="labels")
 
 
 def main() -> None:

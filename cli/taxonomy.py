@@ -158,3 +158,50 @@ def stats(
     Console(width=100).print(table)
 
 
+
+
+class GraphFormat(str, Enum):
+    graphml = "graphml"
+    dot = "dot"
+    json = "json"
+
+
+class GraphKind(str, Enum):
+    tree = "tree"
+    neurons = "neurons"
+
+
+@app.command()
+def export(
+    path: ArtifactArg = None,
+    format: Annotated[GraphFormat, typer.Option("--format", help="graphml (networkx, yEd, Gephi), dot (Graphviz) "
+                                                "or json.")] = GraphFormat.json,
+    graph: Annotated[GraphKind, typer.Option(help="The concept tree, or the semantic neuron graph.")] = GraphKind.tree,
+    out: Annotated[Path | None, typer.Option(help="Output file (default: stdout).")] = None,
+) -> None:
+    """Export the tree or the neuron graph with every concept's attributes and dataset labels."""
+    from hierseg.taxonomy.export import export_graph
+    from hierseg.taxonomy.io import atomic_write_text
+    from hierseg.taxonomy.neurons import NeuronGraph
+
+    text = export_graph(NeuronGraph(Taxonomy.load(path)), graph.value, format.value)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(out, text)
+        typer.echo(f"wrote {out}", err=True)
+
+
+@app.command()
+def draw(
+    out: Annotated[Path, typer.Option(help="Picture to write: .svg or .png.")],
+    path: ArtifactArg = None,
+    dataset: Annotated[str | None, typer.Option(help="Only the concepts on the paths to this dataset's labels, "
+                                                "each marked with its label.")] = None,
+) -> None:
+    """Render the tree, or one dataset's part of it, as an SVG or PNG picture."""
+    from hierseg.taxonomy.draw import draw_tree
+    from hierseg.taxonomy.neurons import NeuronGraph
+
+    written = draw_tree(NeuronGraph(Taxonomy.load(path)), out, dataset)
+    typer.echo(f"wrote {written}")

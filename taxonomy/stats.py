@@ -10,8 +10,9 @@ from hierseg.taxonomy.tree import Taxonomy
 
 def neurons(taxonomy: Taxonomy) -> list[str]:
     """Semantic neurons (DSSPN 3.1): concepts with at least two children, in depth order."""
-    return sorted((c.id for c in taxonomy if len(taxonomy.children(c.id)) >= 2),
-                  key=lambda cid: (taxonomy[cid].depth, cid))
+    from hierseg.taxonomy.neurons import NeuronGraph
+
+    return [n.concept for n in NeuronGraph(taxonomy).neurons]
 
 
 def tree_stats(taxonomy: Taxonomy) -> dict[str, Any]:

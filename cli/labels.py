@@ -1,0 +1,143 @@
+"""``hierseg labels export | remap | stats``: label maps, translations and whole annotation folders."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hierseg.cli.taxonomy import Format
+from hierseg.taxonomy.errors import HiersegError
+
+app = typer.Typer(no_args_is_help=True, help="Export label maps and translations; remap and count annotation folders.")
+
+
+class LabelFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+    npy = "npy"
+
+
+class Unknown(str, Enum):
+    error = "error"
+    ignore = "ignore"
+
+
+def _graph():
+    from hierseg.taxonomy.neurons import NeuronGraph
+    from hierseg.taxonomy.tree import Taxonomy
+
+    return NeuronGraph(Taxonomy.load())
+
+
+@app.command()
+def export(
+    dataset: Annotated[str, typer.Option(help="Source dataset: coco_stuff, ade20k, cityscapes, mapillary (or tree).")],
+    to: Annotated[str | None, typer.Option(help="Target dataset or 'tree'; without it, the dataset's label map.")] = None,
+    format: Annotated[LabelFormat, typer.Option("--format", help="csv/json tables, or npy: the lookup table "
+                                                "for np.take(lut, label).")] = LabelFormat.csv,
+    out: Annotated[Path | None, typer.Option(help="Output file (default: stdout; npy needs a file).")] = None,
+) -> None:
+    """Export a label map, or the translation to another dataset or the tree with each label's relation."""
+    from hierseg.taxonomy.export import export_labels
+    from hierseg.taxonomy.io import atomic_write_bytes
+
+    if format is LabelFormat.npy and out is None:
+        raise HiersegError("--format npy writes binary data; name a file with --out")
+    data = export_labels(_graph(), dataset, to, format.value)
+    if out is None:
+        sys.stdout.write(data.decode())
+    else:
+        atomic_write_bytes(out, data)
+        typer.echo(f"wrote {out}", err=True)
+
+
+@app.command()
+def remap(
+    src: Annotated[Path, typer.Argument(help="Folder of label PNGs in the source dataset's ids (searched recursively).")],
+    dst: Annotated[Path, typer.Argument(help="Output folder; same relative paths.")],
+    source: Annotated[str, typer.Option("--from", help="Dataset the labels are in (or tree).")],
+    target: Annotated[str, typer.Option("--to", help="Dataset to rewrite them in (or tree: 16-bit PNGs).")],
+    workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 1,
+    unknown: Annotated[Unknown, typer.Option(help="A value the source does not define: stop (error) or map it "
+                                             "to ignore and count it.")] = Unknown.error,
+) -> None:
+    """Rewrite every label PNG under SRC in another dataset's ids under DST. Re-running skips finished files."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from hierseg.taxonomy.annotations import list_label_files, remap_folder
+    from hierseg.taxonomy.translate import translation
+
+    graph = _graph()
+    table = translation(graph.taxonomy, source, target)
+    total = len(list_label_files(src))
+    columns = (TextColumn("remap"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("remap", total=total)
+        report = remap_folder(table, src, dst, workers=workers, unknown=unknown.value,
+                              on_file=lambda _: progress.advance(task))
+    rate = report.megapixels / report.seconds if report.seconds else 0.0
+    typer.echo(f"{source} -> {target}: {report.files} files, {report.written} written, {report.skipped} already done; "
+               f"{report.megapixels:.1f} MP in {report.seconds:.1f} s ({rate:.1f} MP/s)")
+    counts = ", ".join(f"{n} {r}" for r, n in sorted(table.counts.items()))
+    typer.echo(f"labels: {counts}")
+    lost = [f"{e.source_id} {e.source_name}" for e in table.entries if e.relation == "finer-ambiguous"]
+    if lost:
+        typer.echo(f"finer-ambiguous (now {table.target.ignore}, ignore): {'; '.join(lost)}")
+    if report.unknown_pixels:
+        typer.echo(f"undefined values mapped to ignore: {sum(report.unknown_pixels.values())} pixels in "
+                   f"{len(report.unknown_pixels)} files")
+
+
+@app.command()
+def stats(
+    root: Annotated[Path, typer.Argument(help="Folder of label PNGs in the dataset's ids (searched recursively).")],
+    dataset: Annotated[str, typer.Option(help="Dataset the labels are in.")],
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size for activated neurons per batch.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the shuffle that forms the batches.")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 1,
+) -> None:
+    """Images, pixel and image frequency per label and per concept, activated neurons per image and per batch."""
+    from hierseg.taxonomy.labelstats import folder_stats
+
+    data = folder_stats(_graph(), dataset, root, batch_size=batch_size, seed=seed, workers=workers)
+    if format is Format.json:
+        typer.echo(json.dumps(data, indent=1))
+        return
+    if format is Format.csv:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["kind", "key", "name", "pixels", "pixel_freq", "images", "image_freq"])
+        for key in ("activated_neurons_per_image", "activated_neurons_per_batch"):
+            for stat, value in data[key].items():
+                writer.writerow(["summary", f"{key}.{stat}", "", "", "", value, ""])
+        for row in data["labels"]:
+            writer.writerow(["label", row["id"], row["name"], row["pixels"], f"{row['pixel_freq']:.6g}",
+                             row["images"], f"{row['image_freq']:.6g}"])
+        for row in data["concepts"]:
+            writer.writerow(["concept", row["concept"], "", row["pixels"], f"{row['pixel_freq']:.6g}",
+                             row["images"], f"{row['image_freq']:.6g}"])
+        typer.echo(out.getvalue(), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=120)
+    per_image, per_batch = data["activated_neurons_per_image"], data["activated_neurons_per_batch"]
+    console.print(f"{dataset}: {data['images']} images, {data['pixels']} pixels under {root}")
+    console.print(f"activated neurons per image: mean {per_image['mean']}, median {per_image['median']}, "
+                  f"max {per_image['max']}; per batch of {data['batch_size']}: mean {per_batch['mean']}, "
+                  f"median {per_batch['median']}, max {per_batch['max']}")
+    table = Table("id", "label", "concept", "pixel %", "images", "image %", title="labels present")
+    for row in data["labels"]:
+        if row["pixels"]:
+            table.add_row(str(row["id"]), row["name"], row["concept"] or "-", f"{100 * row['pixel_freq']:.2f}",
+                          str(row["images"]), f"{100 * row['image_freq']:.1f}")
+    console.print(table)
