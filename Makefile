@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup wordnet demo test lint clean
+.PHONY: setup wordnet demo test lint bench clean
 
 setup: $(STAMP) wordnet
 
@@ -23,10 +23,15 @@ wordnet:
 demo: setup
 	$(VENV)/bin/hierseg taxonomy build --out build/demo/dsspn359.json --label-maps build/demo/label_maps
 	$(VENV)/bin/hierseg taxonomy stats build/demo/dsspn359.json
+	$(VENV)/bin/hierseg taxonomy draw build/demo/dsspn359.json --dataset cityscapes --out build/demo/cityscapes.svg
+	$(VENV)/bin/hierseg labels export --dataset mapillary --to cityscapes --out build/demo/mapillary_to_cityscapes.csv
 
 test: setup
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/remap_bench.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -81,7 +81,9 @@ class Translation:
         where = where or self.source.name
         if label.dtype != np.uint8:
             check_values(label, len(self.lut), where)
-        out = np.take(self.lut, label)
+            out = np.take(self.lut, label)
+        else:
+            out = self._take_uint8(label)
         if not out.size:
             return out, 0
         hit = out.max() == self.sentinel if self._sentinel_is_max else bool((out == self.sentinel).any())
@@ -93,6 +95,25 @@ class Translation:
             raise HiersegError(f"{where}: value {value} is not a {self.source.name} label id")
         out[undefined] = self.target.ignore
         return out, int(undefined.sum())
+
+
+    @cached_property
+    def _pair_lut(self) -> np.ndarray:
+        """Two pixels per lookup: entry ``(h << 8) | l`` holds ``(lut[h] << bits) | lut[l]``.
+
+        Read through a 16-bit view of the label, this halves the number of gathers; the formula is the same on
+        either byte order, so the view needs no endianness care.
+        """
+        wide = np.uint16 if self.lut.dtype == np.uint8 else np.uint32
+        bits = 8 * self.lut.dtype.itemsize
+        lut = self.lut[:256].astype(wide)
+        return ((lut[:, None] << wide(bits)) | lut[None, :]).reshape(-1)
+
+    def _take_uint8(self, label: np.ndarray) -> np.ndarray:
+        if label.size % 2 or not label.flags.c_contiguous:
+            return np.take(self.lut, label)
+        pairs = label.reshape(-1).view(np.uint16)
+        return np.take(self._pair_lut, pairs).view(self.lut.dtype).reshape(label.shape)
 
 
 def _owners(taxonomy: Taxonomy, space: LabelSpace) -> dict[str, int | None]:

@@ -33,3 +33,13 @@ def test_stats_agree_with_the_tree(artifact):
     assert stats["datasets"]["cityscapes"]["labels"] == 27
     depth_order = [tax[n].depth for n in neurons(tax)]
     assert depth_order == sorted(depth_order)
+
+
+def test_taxonomy_and_cli_never_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, hierseg.taxonomy, hierseg.taxonomy.annotations, hierseg.taxonomy.labelstats, "
+            "hierseg.taxonomy.export, hierseg.taxonomy.draw, hierseg.cli.main; print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
