@@ -6,27 +6,15 @@ import csv
 import io
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from hierseg.cli.taxonomy import Format
+from hierseg.cli.choices import Format, LabelFormat, Unknown
 from hierseg.taxonomy.errors import HiersegError
 
 app = typer.Typer(no_args_is_help=True, help="Export label maps and translations; remap and count annotation folders.")
-
-
-class LabelFormat(str, Enum):
-    csv = "csv"
-    json = "json"
-    npy = "npy"
-
-
-class Unknown(str, Enum):
-    error = "error"
-    ignore = "ignore"
 
 
 def _graph():

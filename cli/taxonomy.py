@@ -7,24 +7,18 @@ import io
 import json
 import sys
 import time
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from hierseg.cli.choices import Format, GraphFormat, GraphKind
 from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, Taxonomy
 
 app = typer.Typer(no_args_is_help=True, help="Build, validate and inspect the concept tree.")
 
 ArtifactArg = Annotated[Path | None, typer.Argument(help="Tree artifact (default: the shipped dsspn359.json).")]
 _MARKS = {"coco_stuff": "C", "ade20k": "A", "cityscapes": "S", "mapillary": "M"}
-
-
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 @app.command()
@@ -158,17 +152,6 @@ def stats(
     Console(width=100).print(table)
 
 
-
-
-class GraphFormat(str, Enum):
-    graphml = "graphml"
-    dot = "dot"
-    json = "json"
-
-
-class GraphKind(str, Enum):
-    tree = "tree"
-    neurons = "neurons"
 
 
 @app.command()
