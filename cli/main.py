@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from hierseg.cli.data import app as data_app
 from hierseg.cli.labels import app as labels_app
 from hierseg.cli.taxonomy import app as taxonomy_app
 from hierseg.taxonomy.errors import HiersegError
@@ -14,6 +15,7 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
                   help="Hierarchical, multi-dataset semantic segmentation.")
 app.add_typer(taxonomy_app, name="taxonomy")
 app.add_typer(labels_app, name="labels")
+app.add_typer(data_app, name="data")
 
 
 def main() -> None:
