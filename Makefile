@@ -31,7 +31,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) bench/remap_bench.py
+	for script in bench/*_bench.py; do $(PY) $$script || exit 1; done
 
 lint: setup
 	$(VENV)/bin/ruff check .
