@@ -40,19 +40,19 @@ def _cityscapes_image(root: Path, split: str, stem: str) -> Path:
     return root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png"
 
 
+def _images_annotations(dataset: str, splits: tuple[str, ...]) -> Layout:
+    """``images/{split}/NAME.jpg`` with ``annotations/{split}/NAME.png``: ADE20K's and COCO-Stuff's shape."""
+    return Layout(
+        dataset, splits,
+        lambda root, split: root / "images" / split, "*.jpg",
+        lambda root, image, split: root / "annotations" / split / f"{image.stem}.png",
+        lambda root, split, stem: root / "images" / split / f"{stem}.jpg", ".jpg",
+        lambda root, split: root / "annotations" / split, "*.png")
+
+
 LAYOUTS: dict[str, Layout] = {
-    "ade20k": Layout(
-        "ade20k", ("training", "validation"),
-        lambda root, split: root / "images" / split, "*.jpg",
-        lambda root, image, split: root / "annotations" / split / f"{image.stem}.png",
-        lambda root, split, stem: root / "images" / split / f"{stem}.jpg", ".jpg",
-        lambda root, split: root / "annotations" / split, "*.png"),
-    "coco_stuff": Layout(
-        "coco_stuff", ("train2017", "val2017"),
-        lambda root, split: root / "images" / split, "*.jpg",
-        lambda root, image, split: root / "annotations" / split / f"{image.stem}.png",
-        lambda root, split, stem: root / "images" / split / f"{stem}.jpg", ".jpg",
-        lambda root, split: root / "annotations" / split, "*.png"),
+    "ade20k": _images_annotations("ade20k", ("training", "validation")),
+    "coco_stuff": _images_annotations("coco_stuff", ("train2017", "val2017")),
     "cityscapes": Layout(
         "cityscapes", ("train", "val", "test"),
         lambda root, split: root / "leftImg8bit" / split, "*_leftImg8bit.png",

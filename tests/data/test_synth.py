@@ -150,14 +150,18 @@ def test_pool_is_every_drawable_leaf(tax: Taxonomy) -> None:
         assert {"road_surface", "lane_marking"} <= leaves
 
 
+def written_scene_with(tmp_path: Path, graph: NeuronGraph, dataset: str, concept: str) -> tuple[np.ndarray, np.ndarray]:
+    """Synthesise up to the first scene showing ``concept``; its drawn concepts and its written label."""
+    index = first_scene_with(graph, dataset, concept)
+    synthesize(dataset, tmp_path, n=index + 1, size=SIZE, seed=0)
+    _, concepts = scene(dataset, index, SIZE, 0)
+    return concepts, written_label(tmp_path, dataset, index, index + 1, 0)
+
+
 @pytest.mark.parametrize(("dataset", "name"), [("mapillary", "marking--general"), ("cityscapes", "road")])
 def test_lane_marking_is_labelled_at_each_datasets_granularity(tmp_path: Path, graph: NeuronGraph, dataset: str,
                                                               name: str) -> None:
-    index = first_scene_with(graph, dataset, "lane_marking")
-    n = index + 1
-    synthesize(dataset, tmp_path, n=n, size=SIZE, seed=0)
-    _, concepts = scene(dataset, index, SIZE, 0)
-    label = written_label(tmp_path, dataset, index, n, 0)
+    concepts, label = written_scene_with(tmp_path, graph, dataset, "lane_marking")
     marking = concepts == graph.concepts.index("lane_marking")
     assert (label[marking] == label_id(dataset, name)).all()
     road = concepts == graph.concepts.index("road_surface")
@@ -168,11 +172,7 @@ def test_lane_marking_is_labelled_at_each_datasets_granularity(tmp_path: Path, g
 @pytest.mark.parametrize(("dataset", "name"), [("coco_stuff", "dog"), ("ade20k", "animal")])
 def test_dog_is_labelled_at_each_datasets_granularity(tmp_path: Path, graph: NeuronGraph, dataset: str,
                                                       name: str) -> None:
-    index = first_scene_with(graph, dataset, "dog")
-    n = index + 1
-    synthesize(dataset, tmp_path, n=n, size=SIZE, seed=0)
-    _, concepts = scene(dataset, index, SIZE, 0)
-    label = written_label(tmp_path, dataset, index, n, 0)
+    concepts, label = written_scene_with(tmp_path, graph, dataset, "dog")
     assert (label[concepts == graph.concepts.index("dog")] == label_id(dataset, name)).all()
 
 
