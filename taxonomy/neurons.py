@@ -176,4 +176,9 @@ class NeuronGraph:
 
     def activation_table(self, dataset: str) -> np.ndarray:
         """``(values, neurons)`` bool table: the neurons a pixel of each label value activates."""
-        return (self.target_table(dataset) != IGNORE_INDEX).T
+        key = f"activation:{dataset}"
+        if key not in self._luts:
+            table = np.ascontiguousarray((self.target_table(dataset) != IGNORE_INDEX).T)
+            table.setflags(write=False)
+            self._luts[key] = table
+        return self._luts[key]
