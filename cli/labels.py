@@ -33,17 +33,12 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Output file (default: stdout; npy needs a file).")] = None,
 ) -> None:
     """Export a label map, or the translation to another dataset or the tree with each label's relation."""
+    from hierseg.cli.output import emit
     from hierseg.taxonomy.export import export_labels
-    from hierseg.taxonomy.io import atomic_write_bytes
 
     if format is LabelFormat.npy and out is None:
         raise HiersegError("--format npy writes binary data; name a file with --out")
-    data = export_labels(_graph(), dataset, to, format.value)
-    if out is None:
-        sys.stdout.write(data.decode())
-    else:
-        atomic_write_bytes(out, data)
-        typer.echo(f"wrote {out}", err=True)
+    emit(export_labels(_graph(), dataset, to, format.value), out)
 
 
 @app.command()
@@ -64,12 +59,12 @@ def remap(
 
     graph = _graph()
     table = translation(graph.taxonomy, source, target)
-    total = len(list_label_files(src))
+    files = list_label_files(src)
     columns = (TextColumn("remap"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
-        task = progress.add_task("remap", total=total)
+        task = progress.add_task("remap", total=len(files))
         report = remap_folder(table, src, dst, workers=workers, unknown=unknown.value,
-                              on_file=lambda _: progress.advance(task))
+                              on_file=lambda _: progress.advance(task), files=files)
     rate = report.megapixels / report.seconds if report.seconds else 0.0
     typer.echo(f"{source} -> {target}: {report.files} files, {report.written} written, {report.skipped} already done; "
                f"{report.megapixels:.1f} MP in {report.seconds:.1f} s ({rate:.1f} MP/s)")

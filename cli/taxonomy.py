@@ -163,16 +163,11 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Output file (default: stdout).")] = None,
 ) -> None:
     """Export the tree or the neuron graph with every concept's attributes and dataset labels."""
+    from hierseg.cli.output import emit
     from hierseg.taxonomy.export import export_graph
-    from hierseg.taxonomy.io import atomic_write_text
     from hierseg.taxonomy.neurons import NeuronGraph
 
-    text = export_graph(NeuronGraph(Taxonomy.load(path)), graph.value, format.value)
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        atomic_write_text(out, text)
-        typer.echo(f"wrote {out}", err=True)
+    emit(export_graph(NeuronGraph(Taxonomy.load(path)), graph.value, format.value), out)
 
 
 @app.command()

@@ -101,10 +101,14 @@ def map_files(worker: Callable[[Path], Any], items: list[Path], workers: int, in
 
 
 def remap_folder(translation: Translation, src: str | Path, dst: str | Path, workers: int = 1,
-                 unknown: Unknown = "error", on_file: Callable[[str], None] | None = None) -> RemapReport:
-    """Rewrite every label PNG under ``src`` in the target's ids under ``dst``, same relative paths."""
+                 unknown: Unknown = "error", on_file: Callable[[str], None] | None = None,
+                 files: list[Path] | None = None) -> RemapReport:
+    """Rewrite every label PNG under ``src`` in the target's ids under ``dst``, same relative paths.
+
+    ``files`` is :func:`list_label_files` of ``src`` when the caller has listed it already.
+    """
     src, dst = Path(src), Path(dst)
-    files = list_label_files(src)
+    files = list_label_files(src) if files is None else files
     if src.resolve() == dst.resolve():
         raise HiersegError(f"{dst}: destination is the source folder; remap writes to a new folder")
     report, start = RemapReport(files=len(files)), time.perf_counter()

@@ -35,15 +35,12 @@ def _to_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def label_rows(graph: NeuronGraph, dataset: str) -> list[dict[str, Any]]:
-    """One dataset's label map: each value's concept, tree value (concept index) and path."""
-    space = graph.space(dataset)
-    rows = []
-    for value in sorted([*space.ids, space.ignore]):
-        concept = space.concepts.get(value)
-        rows.append({"dataset_id": value, "name": space.name_of(value), "concept": concept or "",
-                     "tree_id": graph.concept_index[concept] if concept else "",
-                     "concept_path": "/".join(graph.taxonomy.path(concept)) if concept else "",
-                     "ignore": int(concept is None)})
+    """The dataset's label map (:func:`~hierseg.taxonomy.build.label_map_rows`) plus each value's tree value."""
+    from hierseg.taxonomy.build import label_map_rows
+
+    rows = label_map_rows(graph.taxonomy.artifact, dataset)
+    for row in rows:
+        row["tree_id"] = graph.concept_index[row["concept"]] if row["concept"] else ""
     return rows
 
 
