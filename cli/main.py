@@ -6,8 +6,10 @@ import sys
 
 import typer
 
+from hierseg.cli import evaluate, train
 from hierseg.cli.data import app as data_app
 from hierseg.cli.labels import app as labels_app
+from hierseg.cli.models import app as models_app
 from hierseg.cli.taxonomy import app as taxonomy_app
 from hierseg.taxonomy.errors import HiersegError
 
@@ -16,6 +18,11 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
 app.add_typer(taxonomy_app, name="taxonomy")
 app.add_typer(labels_app, name="labels")
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+app.command("train")(train.train)
+app.command("plot")(train.plot)
+app.command("eval")(evaluate.evaluate)
+app.command("predict")(evaluate.predict)
 
 
 def main() -> None:

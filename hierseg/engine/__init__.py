@@ -1,0 +1,1 @@
+"""Training, evaluation, prediction, checkpoints, distributed set-up and typed configs."""
