@@ -285,10 +285,26 @@ class DSSPN(nn.Module):
             return concepts
         return self._tables(dataset, concepts.device)["dataset_id"][concepts]
 
+    def structure_info(self, dataset: str | None = None) -> dict[str, Any]:
+        """Figures for ``hierseg models info``: the neuron graph's size, and what ``dataset`` supervises."""
+        info: dict[str, Any] = {
+            "concepts": len(self.graph.concepts), "neurons": len(self.graph), "max_depth": self.graph.taxonomy.max_depth,
+            "neuron_params": count_params(self.head), "transition_params": count_params(self.transition),
+            "m0": self.head.m0, "m": self.head.m, "structure": self.structure}
+        if dataset is not None:
+            if dataset not in self.label_spaces:
+                raise HiersegError(f"dataset {dataset!r} is not in the model's taxonomy ({', '.join(self.label_spaces)})")
+            info["dataset_neurons"] = int(self.graph.mask(dataset).active.sum())
+        return info
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         backbone = list(self.backbone.parameters())
         ids = {id(p) for p in backbone}
         return {"backbone": backbone, "head": [p for p in self.parameters() if id(p) not in ids]}
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def subsample(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
