@@ -20,16 +20,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+Rows = torch.Tensor | slice | None  # image rows to read: an index tensor, a contiguous range, or all
 
-def gather(feature: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-    return feature if rows is None else feature.index_select(0, rows)
+
+def gather(feature: torch.Tensor, rows: Rows) -> torch.Tensor:
+    if rows is None or isinstance(rows, slice):
+        return feature if rows is None else feature[rows]  # a view: no copy
+    return feature[rows]
+
+
+def scatter(feature: torch.Tensor, rows: Rows, grad: torch.Tensor) -> torch.Tensor:
+    """Gradient of :func:`gather` with respect to ``feature``."""
+    if rows is None:
+        return grad
+    out = torch.zeros_like(feature)
+    if isinstance(rows, slice):
+        out[rows] = grad
+        return out
+    return out.index_add_(0, rows, grad)
+
+
+def as_rows(rows, size: int, device: torch.device) -> Rows:
+    """``None`` when ``rows`` (sorted, unique) are all ``size`` rows, a slice when contiguous, else a tensor."""
+    if len(rows) == size:
+        return None
+    if rows[-1] - rows[0] + 1 == len(rows):
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return torch.as_tensor(rows, device=device)
 
 
 class GatherConcatConv(torch.autograd.Function):
     """``conv1x1(cat([f[rows] for f, rows in inputs]))`` that saves the inputs by reference, not the concatenation."""
 
     @staticmethod
-    def forward(ctx, weight: torch.Tensor, bias: torch.Tensor | None, rows: Sequence[torch.Tensor | None],
+    def forward(ctx, weight: torch.Tensor, bias: torch.Tensor | None, rows: Sequence[Rows],
                 *features: torch.Tensor) -> torch.Tensor:
         x = torch.cat([gather(f, r) for f, r in zip(features, rows, strict=True)], 1)
         if torch.is_autocast_enabled(x.device.type):
@@ -64,8 +88,7 @@ class GatherConcatConv(torch.autograd.Function):
             for i, (part, f, r) in enumerate(zip(gx.split(ctx.splits, 1), features, ctx.rows, strict=True)):
                 if not ctx.needs_input_grad[3 + i]:
                     continue
-                part = part.to(f.dtype)
-                grads[i] = part if r is None else torch.zeros_like(f).index_add_(0, r, part)
+                grads[i] = scatter(f, r, part.to(f.dtype))
         return (grad_w, grad_b, None, *grads)
 
 
@@ -83,7 +106,7 @@ class NeuronBlock(nn.Module):
         self.predict = nn.Conv2d(m, children, 1)
         self.memory_efficient = memory_efficient
 
-    def features(self, inputs: Sequence[torch.Tensor], rows: Sequence[torch.Tensor | None]) -> torch.Tensor:
+    def features(self, inputs: Sequence[torch.Tensor], rows: Sequence[Rows]) -> torch.Tensor:
         if self.memory_efficient and torch.is_grad_enabled():
             x = GatherConcatConv.apply(self.reduce.weight, self.reduce.bias, tuple(rows), *inputs)
         else:
@@ -91,6 +114,6 @@ class NeuronBlock(nn.Module):
         return F.relu(self.conv(F.relu(x)))
 
     def forward(self, inputs: Sequence[torch.Tensor],
-                rows: Sequence[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
+                rows: Sequence[Rows]) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(inputs, rows)
         return h, self.predict(h)

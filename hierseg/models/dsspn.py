@@ -30,7 +30,7 @@ from torch import nn
 
 from hierseg.models.aspp import ASPP
 from hierseg.models.backbone import Backbone
-from hierseg.models.dense_block import NeuronBlock, gather
+from hierseg.models.dense_block import NeuronBlock, Rows, as_rows, gather
 from hierseg.models.outputs import neuron_graph
 from hierseg.models.registry import register_model
 from hierseg.taxonomy.errors import HiersegError
@@ -82,19 +82,19 @@ class NeuronHead(nn.Module):
         return self.m0 + self.m * ancestors
 
     def _inputs(self, neuron: int, h0: torch.Tensor, prop: Propagation, rows: np.ndarray,
-                positions: dict[int, np.ndarray]) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+                positions: dict[int, np.ndarray]) -> tuple[list[torch.Tensor], list[Rows]]:
         """The neuron's input tensors and, per input, which of its rows belong to ``rows`` (None: all)."""
         ancestors = self.graph.neurons[neuron].ancestors
         sources = list(ancestors) if self.dense else list(ancestors[-1:])
         inputs: list[torch.Tensor] = []
-        picks: list[torch.Tensor | None] = []
+        picks: list[Rows] = []
         if self.dense or not sources:
             inputs.append(h0)
-            picks.append(None if len(rows) == h0.shape[0] else torch.as_tensor(rows, device=h0.device))
+            picks.append(as_rows(rows, h0.shape[0], h0.device))
         for a in sources:
+            # rows are a subset of the ancestor's, so picking all of its rows means the same set
             inputs.append(prop.features[a])
-            same = len(rows) == len(prop.rows[a])  # rows are a subset of the ancestor's, so equal size = same set
-            picks.append(None if same else torch.as_tensor(positions[a][rows], device=h0.device))
+            picks.append(as_rows(positions[a][rows], len(prop.rows[a]), h0.device))
         return inputs, picks
 
     def propagate(self, h0: torch.Tensor, active: np.ndarray) -> Propagation:
