@@ -1,11 +1,161 @@
-"""Placeholder: `hierseg eval` and `hierseg predict` are being written."""
+"""``hierseg eval`` and ``hierseg predict``: score a checkpoint on a dataset split; label maps and overlays for images."""
 
 from __future__ import annotations
 
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
 
-def evaluate() -> None:
-    """Evaluate a checkpoint on a dataset."""
+import typer
+
+from hierseg.cli.choices import Format, choices
+from hierseg.taxonomy.errors import HiersegError
+
+Mode = choices("Mode", "whole", "slide")
+
+CheckpointOption = Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file written by `hierseg train`.")]
+ModeOption = Annotated[Mode, typer.Option(help="whole: the full image at once; slide: --crop windows every --stride.")]
+CropOption = Annotated[int, typer.Option(min=1, help="Window side for --mode slide.")]
+StrideOption = Annotated[int | None, typer.Option(min=1, help="Window step for --mode slide (default: 2/3 of --crop).")]
+FlipOption = Annotated[bool, typer.Option(help="Average with the horizontally flipped image (flat models).")]
+ShortOption = Annotated[int | None, typer.Option(min=1, help="Resize the short side to this before the model "
+                                                 "(predictions are scored at full size).")]
+DeviceOption = Annotated[str | None, typer.Option(help="cuda, cuda:1 or cpu (default: cuda when available).")]
 
 
-def predict() -> None:
-    """Predict label maps for images."""
+def _check_checkpoint(path: Path) -> None:
+    # Checked before torch is imported, so a typo costs a fraction of a second, not the model zoo's import.
+    if not path.is_file():
+        raise HiersegError(f"{path}: no such checkpoint (--checkpoint)")
+
+
+def _load(path: Path):
+    from hierseg.engine.checkpoint import load_model
+    from hierseg.taxonomy.tree import Taxonomy
+
+    model, payload = load_model(path, map_location="cpu")
+    taxonomy = Taxonomy(payload["taxonomy"]) if payload.get("taxonomy") is not None else None
+    return model, taxonomy
+
+
+def _percent(value: float) -> str:
+    return "-" if math.isnan(value) else f"{100 * value:.2f}"
+
+
+def _table(report, per_class: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=120)
+    m = report.metrics
+    console.print(f"{report.dataset} {report.split}: {report.images} images, {len(m.classes)} evaluated classes, "
+                  f"{report.seconds:.1f} s")
+    console.print(f"mIoU {_percent(m.miou)}  pixel acc. {_percent(m.pixel_acc)}  class-average acc. "
+                  f"{_percent(m.mean_acc)}")
+    groups = Table("group", "classes", "present", "mIoU", title="mIoU by concept depth")
+    for g in m.groups:
+        groups.add_row(g.group, str(g.classes), str(g.present), _percent(g.miou))
+    console.print(groups)
+    console.print("depth d: classes whose concept is a leaf at depth d; inner: classes whose concept has children")
+    if per_class:
+        table = Table("id", "class", "concept", "depth", "IoU", "acc.", "pixels", title="per class")
+        for c in m.classes:
+            depth = "" if c.depth is None else f"{c.depth}{'' if c.leaf else ' (inner)'}"
+            table.add_row(str(c.id), c.name, c.concept or "-", depth, _percent(c.iou), _percent(c.acc), str(c.pixels))
+        console.print(table)
+
+
+def _progress(total: int | None, label: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    progress = Progress(*columns, transient=True, disable=not sys.stderr.isatty())
+    return progress, progress.add_task(label, total=total)
+
+
+def evaluate(
+    root: Annotated[Path, typer.Argument(help="Dataset root in its official layout.")],
+    checkpoint: CheckpointOption,
+    dataset: Annotated[str, typer.Option(help="coco_stuff, ade20k, cityscapes or mapillary.")],
+    split: Annotated[str, typer.Option(help="Split of the layout; val and train also name ADE20K's validation, "
+                                       "COCO-Stuff's val2017, ...")] = "val",
+    format: Annotated[Format, typer.Option("--format", help="table (rich), csv or json (fractions, not %).")] = Format.table,
+    out: Annotated[Path | None, typer.Option(help="Output file (default: stdout); a .csv or .json name picks the "
+                                             "format when --format is not given.")] = None,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Add every class's IoU and accuracy.")] = False,
+    mode: ModeOption = Mode.whole,
+    crop: CropOption = 512,
+    stride: StrideOption = None,
+    flip: FlipOption = False,
+    short: ShortOption = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass (same-size images only).")] = 1,
+    workers: Annotated[int, typer.Option(min=0, help="Data loading processes.")] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
+    device: DeviceOption = None,
+) -> None:
+    """Score a checkpoint on a dataset split in the dataset's own ids: mIoU, pixel and class-average accuracy,
+    mIoU by tree depth, and optionally every class."""
+    from hierseg.data.layouts import dataset_root
+    from hierseg.taxonomy.specs import load_spec
+
+    load_spec(dataset)
+    _check_checkpoint(checkpoint)
+    if not dataset_root(dataset, root).is_dir():
+        raise HiersegError(f"{root}: no such dataset root")
+    if format is Format.table and out is not None:
+        if out.suffix.lower() not in (".csv", ".json"):
+            raise HiersegError(f"{out}: --out writes csv or json; add --format csv or --format json")
+        format = Format(out.suffix.lower()[1:])
+
+    from hierseg.engine.evaluate import InferenceOptions
+    from hierseg.engine.evaluate import evaluate as run_evaluation
+
+    options = InferenceOptions(mode.value, crop, stride, flip, short)
+    model, taxonomy = _load(checkpoint)
+    progress, task = _progress(limit, "eval")
+    with progress:
+        report = run_evaluation(model, dataset, root, split, options=options, batch_size=batch_size, workers=workers,
+                                device=device, taxonomy=taxonomy, limit=limit,
+                                on_batch=lambda n: progress.advance(task, n))
+    if format is Format.table:
+        _table(report, per_class)
+        return
+    from hierseg.cli.output import emit
+
+    emit(report.to_json(per_class) if format is Format.json else report.to_csv(per_class), out)
+
+
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files and folders (searched recursively).")],
+    checkpoint: CheckpointOption,
+    out: Annotated[Path, typer.Option(help="Folder for labels/ (label PNGs) and overlays/.")],
+    dataset: Annotated[str | None, typer.Option(help="Label space to predict in: a dataset the model knows, or "
+                                                "tree (16-bit concept indices). Default: the model's only dataset, "
+                                                "or the tree for a universal model.")] = None,
+    overlays: Annotated[bool, typer.Option(help="Also write colour overlays with a legend.")] = True,
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Opacity of the label colours in overlays.")] = 0.5,
+    mode: ModeOption = Mode.whole,
+    crop: CropOption = 512,
+    stride: StrideOption = None,
+    flip: FlipOption = False,
+    short: ShortOption = None,
+    device: DeviceOption = None,
+) -> None:
+    """Write a label PNG (the dataset's ids, or tree concept indices) and a colour overlay for each image."""
+    _check_checkpoint(checkpoint)
+    for path in images:
+        if not path.exists():
+            raise HiersegError(f"{path}: no such image or folder")
+    from hierseg.engine.evaluate import InferenceOptions
+    from hierseg.engine.predict import collect_images, predict_images
+
+    files = collect_images(images)  # before loading the model: a missing image fails fast
+    options = InferenceOptions(mode.value, crop, stride, flip, short)
+    model, taxonomy = _load(checkpoint)
+    progress, task = _progress(len(files), "predict")
+    with progress:
+        written = predict_images(model, images, out, dataset, options=options, device=device, taxonomy=taxonomy,
+                                 overlays=overlays, alpha=alpha, on_image=lambda _: progress.advance(task))
+    what = "label maps and overlays" if overlays else "label maps"
+    typer.echo(f"wrote {len(written)} {what} under {out}")

@@ -1,0 +1,340 @@
+"""Evaluation of a model on one split of a dataset in its official layout, in the dataset's own label space.
+
+:class:`Predictor` turns a normalised image into label ids of one label space, whole or by sliding windows,
+optionally averaged with the horizontally flipped image. Flat models (those with an :class:`Outputs`) are averaged
+on class probabilities and decoded once; any other model (DSSPN, whose ``predict`` runs hierarchical inference)
+is run through ``predict`` and its windows are stitched on ids, each pixel taken from the window whose centre is
+nearest. :func:`evaluate` reads the split, runs the predictor and scores it with :mod:`hierseg.engine.metrics`.
+Under DDP each rank evaluates every ``world_size``-th image and the confusion matrices are summed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hierseg.data.layouts import layout
+from hierseg.engine.metrics import ConfusionMatrix, EvalClasses, Metrics, compute_metrics
+from hierseg.models.outputs import DatasetClasses, Outputs, RawClasses
+from hierseg.taxonomy.errors import HiersegError
+from hierseg.taxonomy.labelspace import TREE
+from hierseg.taxonomy.specs import load_spec
+from hierseg.taxonomy.tree import Taxonomy
+
+MODES = ("whole", "slide")
+CLASSES = "classes"  # the label space of a raw-class model given no dataset: its class indices
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How an image is run: ``whole`` or ``slide`` (``crop``-sized windows every ``stride`` pixels, default two
+    thirds of the crop), ``flip`` averaging, and ``short``: the short side resized to this before the model (the
+    prediction is brought back to the original size)."""
+
+    mode: str = "whole"
+    crop: int = 512
+    stride: int | None = None
+    flip: bool = False
+    short: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise HiersegError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        for name in ("crop", "stride", "short"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise HiersegError(f"{name} must be a positive number of pixels, not {value}")
+
+    @property
+    def window_stride(self) -> int:
+        return self.stride or max(1, self.crop * 2 // 3)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (evaluation needs no gradient hooks)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def flat_outputs(model: nn.Module) -> Outputs | None:
+    outputs = getattr(model, "outputs", None)
+    return outputs if isinstance(outputs, Outputs) else None
+
+
+def resolve_space(model: nn.Module, dataset: str | None) -> str:
+    """The label space predictions will be in: ``dataset``, the tree, or raw class indices.
+
+    No dataset means the model's only dataset for a single-dataset flat model, raw class indices for a raw-class
+    model, and the tree for a universal model (several datasets, or a model that is not flat, like DSSPN).
+    """
+    outputs = flat_outputs(model)
+    spaces = tuple(getattr(model, "label_spaces", ()))
+    if dataset is None:
+        if isinstance(outputs, RawClasses):
+            return CLASSES
+        if isinstance(outputs, DatasetClasses):
+            return outputs.dataset
+        return TREE
+    if dataset == TREE:
+        if isinstance(outputs, RawClasses | DatasetClasses):
+            raise HiersegError(f"this checkpoint predicts {', '.join(spaces) or 'raw class indices'}, not tree "
+                               "concepts; pass --dataset with one of its datasets")
+        return TREE
+    load_spec(dataset)  # an unknown name is a one-line error listing the datasets
+    if spaces and dataset not in spaces:
+        raise HiersegError(f"this checkpoint predicts {', '.join(spaces)}, not {dataset!r}; "
+                           f"pass --dataset {spaces[0] if len(spaces) == 1 else 'with one of them'}")
+    return dataset
+
+
+class Predictor:
+    """Label ids of one label space (a dataset, ``tree`` or ``classes``) for a batch of normalised images."""
+
+    def __init__(self, model: nn.Module, space: str, options: InferenceOptions | None = None,
+                 taxonomy: Taxonomy | None = None) -> None:
+        self.model = unwrap(model)
+        self.space = space
+        self.options = options or InferenceOptions()
+        self.outputs = flat_outputs(self.model)
+        self.dataset = None if space in (TREE, CLASSES) else space
+        self._class_ids: torch.Tensor | None = None
+        if isinstance(self.outputs, RawClasses) and self.dataset is not None:
+            # A raw-class model's class c is the dataset's c-th evaluated label: Cityscapes' trainIds, ADE20K's
+            # ids minus one, COCO-Stuff's 171 and Mapillary's 65 in id order, the papers' conventions.
+            ids = EvalClasses.of(self.dataset, taxonomy).ids
+            if self.outputs.num_outputs != len(ids):
+                raise HiersegError(f"this checkpoint has {self.outputs.num_outputs} raw classes but {self.dataset} "
+                                   f"evaluates {len(ids)}; it cannot be scored in {self.dataset}'s ids")
+            self._class_ids = torch.tensor(ids, dtype=torch.int64)
+        if self.options.flip and self.outputs is None:
+            raise HiersegError("flip averaging needs class scores; this model only predicts labels (drop --flip)")
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """``(B, H, W)`` int64 ids for ``image`` ``(B, 3, h, w)``; ``size`` = ``(H, W)`` of the labels (default h, w)."""
+        size = tuple(size or image.shape[-2:])
+        whole = self.options.mode == "whole" and not self.options.flip
+        if self.outputs is not None and not (whole and size == tuple(image.shape[-2:])):
+            ids = self._from_scores(image, size)
+        else:
+            ids = self._from_ids(image, size)
+        if self._class_ids is not None:
+            ids = self._class_ids.to(ids.device)[ids]
+        return ids
+
+    def _windows(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
+        from hierseg.data.transforms import sliding_windows
+
+        if self.options.mode == "whole":
+            return [(0, 0, height, width)]
+        return sliding_windows(height, width, self.options.crop, self.options.window_stride)
+
+    def _probabilities(self, image: torch.Tensor) -> torch.Tensor:
+        logits = self.model(image)["logits"]
+        probs = logits.float().softmax(1)
+        if self.options.flip:
+            probs = probs + self.model(image.flip(-1))["logits"].float().softmax(1).flip(-1)
+        return probs
+
+    def _from_scores(self, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        total: torch.Tensor | None = None
+        count = torch.zeros(1, 1, height, width, device=image.device)
+        for top, left, bottom, right in self._windows(height, width):
+            probs = self._probabilities(image[..., top:bottom, left:right])
+            if total is None:
+                total = torch.zeros(image.shape[0], probs.shape[1], height, width, device=image.device)
+            total[..., top:bottom, left:right] += probs
+            count[..., top:bottom, left:right] += 1
+        probs = total / count
+        if tuple(probs.shape[-2:]) != size:
+            probs = F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+        # log of the averaged probabilities is a valid logit vector (its softmax gives them back), so any decode,
+        # plain argmax or a sum of leaf probabilities per dataset label, sees the average it expects.
+        return self.outputs.decode(probs.clamp_min(1e-12).log(), self.dataset)
+
+    def _from_ids(self, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        windows = self._windows(height, width)
+        if len(windows) == 1:
+            ids = self.model.predict(image, self.dataset)
+        else:
+            ids = torch.zeros(image.shape[0], height, width, dtype=torch.int64, device=image.device)
+            best = torch.full((height, width), math.inf, device=image.device)
+            ys = torch.arange(height, device=image.device).view(-1, 1).float()
+            xs = torch.arange(width, device=image.device).view(1, -1).float()
+            for top, left, bottom, right in windows:
+                # Pixels near a window's border see the least context: keep each from the window centred nearest.
+                distance = torch.maximum((ys - (top + bottom - 1) / 2).abs(), (xs - (left + right - 1) / 2).abs())
+                inside = torch.zeros_like(best, dtype=torch.bool)
+                inside[top:bottom, left:right] = True
+                take = inside & (distance < best)
+                window = self.model.predict(image[..., top:bottom, left:right], self.dataset)
+                full = torch.zeros_like(ids)
+                full[..., top:bottom, left:right] = window
+                ids = torch.where(take, full, ids)
+                best = torch.where(take, distance, best)
+        if tuple(ids.shape[-2:]) != size:
+            ids = F.interpolate(ids[:, None].double(), size=size, mode="nearest")[:, 0].long()
+        return ids.long()
+
+
+def resolve_split(dataset: str, split: str) -> str:
+    """A split of the dataset's layout; ``val`` and ``train`` also name ADE20K's ``validation``, COCO's ``val2017``..."""
+    splits = layout(dataset).splits
+    if split in splits:
+        return split
+    matches = [s for s in splits if s.startswith(split)]
+    if len(matches) == 1:
+        return matches[0]
+    raise HiersegError(f"{dataset}: no split {split!r}; the official layout has {', '.join(splits)}")
+
+
+def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    if len({tuple(s["label"].shape) for s in samples}) > 1:
+        raise HiersegError(f"{samples[0]['path']}: images of one batch differ in size; evaluate with batch size 1")
+    return {"image": torch.stack([s["image"] for s in samples]), "label": torch.stack([s["label"] for s in samples]),
+            "path": [s["path"] for s in samples]}
+
+
+def _none_for_nan(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else repr(float(value))
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Scores of one split. Every ratio is a fraction in 0..1 (NaN: nothing to score)."""
+
+    dataset: str
+    split: str
+    images: int
+    seconds: float
+    metrics: Metrics
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def miou(self) -> float:
+        return self.metrics.miou
+
+    @property
+    def pixel_acc(self) -> float:
+        return self.metrics.pixel_acc
+
+    @property
+    def mean_acc(self) -> float:
+        return self.metrics.mean_acc
+
+    def to_dict(self, per_class: bool = True) -> dict[str, Any]:
+        """JSON-able; NaN becomes ``None``."""
+        m = self.metrics
+        out: dict[str, Any] = {
+            "dataset": self.dataset, "split": self.split, "images": self.images, "seconds": round(self.seconds, 3),
+            "settings": self.settings, "miou": _none_for_nan(m.miou), "pixel_acc": _none_for_nan(m.pixel_acc),
+            "mean_acc": _none_for_nan(m.mean_acc), "pixels": m.pixels, "classes_evaluated": len(m.classes),
+            "groups": [{k: _none_for_nan(v) for k, v in asdict(g).items()} for g in m.groups],
+        }
+        if per_class:
+            out["classes"] = [{k: _none_for_nan(v) for k, v in asdict(c).items()} for c in m.classes]
+        return out
+
+    def to_json(self, per_class: bool = True) -> str:
+        return json.dumps(self.to_dict(per_class), indent=1) + "\n"
+
+    def to_csv(self, per_class: bool = True) -> str:
+        """One row per score: ``overall`` (iou = mIoU, acc = pixel accuracy, mean_acc = class-average accuracy),
+        ``group`` (iou = the group's mIoU) and, with ``per_class``, ``class`` (iou, acc = the class's accuracy)."""
+        m = self.metrics
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["kind", "key", "name", "concept", "depth", "leaf", "classes", "present", "iou", "acc",
+                         "mean_acc", "pixels"])
+        present = sum(1 for c in m.classes if not math.isnan(c.iou))
+        writer.writerow(["overall", self.dataset, self.split, "", "", "", len(m.classes), present, _fmt(m.miou),
+                         _fmt(m.pixel_acc), _fmt(m.mean_acc), m.pixels])
+        for g in m.groups:
+            writer.writerow(["group", g.group, "", "", "" if g.depth is None else g.depth, int(g.depth is not None),
+                             g.classes, g.present, _fmt(g.miou), "", "", ""])
+        if per_class:
+            for c in m.classes:
+                writer.writerow(["class", c.id, c.name, c.concept or "", "" if c.depth is None else c.depth,
+                                 "" if c.leaf is None else int(c.leaf), "", "", _fmt(c.iou), _fmt(c.acc), "",
+                                 c.pixels])
+        return buffer.getvalue()
+
+
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str = "val", *,
+             options: InferenceOptions | None = None, batch_size: int = 1, workers: int = 0,
+             device: str | torch.device | None = None, taxonomy: Taxonomy | None = None, limit: int | None = None,
+             on_batch: Callable[[int], None] | None = None) -> EvalReport:
+    """Score ``model`` on ``split`` of ``dataset_name`` under ``root`` (official layout), in the dataset's ids.
+
+    ``taxonomy`` (default: the shipped tree) gives each class its concept and depth for the per-depth mIoU;
+    ``limit`` evaluates only the first images; ``on_batch(n)`` is called after each batch of ``n`` images.
+    The model is left in the train/eval mode it came in.
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    from hierseg.data.readers import official
+    from hierseg.data.transforms import EvalTransform
+
+    options = options or InferenceOptions()
+    if batch_size < 1 or workers < 0 or (limit is not None and limit < 1):
+        raise HiersegError("batch size and limit must be at least 1, workers at least 0")
+    space = resolve_space(model, dataset_name)
+    split = resolve_split(dataset_name, split)
+    data = official(dataset_name, root, split, transform=EvalTransform(options.short))
+    rank, world = _rank_world()
+    indices = range(min(len(data), limit or len(data)))
+    shard = Subset(data, indices[rank::world])
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+
+    device = torch.device(device) if device is not None else default_device()
+    module = unwrap(model)
+    was_training = module.training
+    module.to(device).eval()
+    predictor = Predictor(module, space, options, taxonomy)
+    classes = EvalClasses.of(dataset_name, taxonomy)
+    matrix = ConfusionMatrix(classes, device)
+    images = torch.zeros((), dtype=torch.int64, device=device)
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                image, label = batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
+                matrix.update(predictor(image, tuple(label.shape[-2:])), label)
+                images += image.shape[0]
+                if on_batch is not None:
+                    on_batch(image.shape[0])
+    finally:
+        module.train(was_training)
+    if world > 1:
+        torch.distributed.all_reduce(images)
+    settings = {"mode": options.mode, "flip": options.flip, "short": options.short, "batch_size": batch_size}
+    if options.mode == "slide":
+        settings.update(crop=options.crop, stride=options.window_stride)
+    return EvalReport(dataset_name, split, int(images), time.perf_counter() - start,
+                      compute_metrics(matrix.reduced(), classes), settings)

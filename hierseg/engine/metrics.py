@@ -1,0 +1,213 @@
+"""Segmentation metrics from one confusion matrix over a dataset's evaluated classes.
+
+The classes are the labels a benchmark scores (``evaluated`` in the dataset's spec: Cityscapes' 19 by labelId,
+COCO-Stuff's 171, ADE20K's 150, Mapillary's 65). The matrix is ``K x (K + 1)``: rows are ground-truth classes,
+columns predicted classes plus one column for predictions of any other value (void, ignore, non-evaluated ids),
+which count as misses of the true class but as nobody's false positive. Pixels whose ground truth is not an
+evaluated class are skipped.
+
+From the matrix: mean IoU, pixel accuracy and class-average accuracy (the columns of the DSSPN tables), per-class
+IoU and accuracy, and mIoU per depth of the tree. Classes absent from both ground truth and prediction have no IoU
+(NaN) and are left out of every mean, as in mmsegmentation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hierseg.taxonomy.errors import HiersegError
+from hierseg.taxonomy.specs import DatasetSpec, load_spec
+from hierseg.taxonomy.tree import Taxonomy
+
+INNER = "inner"  # group of classes whose concept is an inner node of the tree
+
+
+@dataclass(frozen=True)
+class EvalClass:
+    id: int
+    name: str
+    concept: str | None  # None when the tree does not cover the dataset
+    depth: int | None  # of the concept (root = 0)
+    leaf: bool | None  # is the concept a leaf of the tree?
+
+
+@dataclass(frozen=True)
+class EvalClasses:
+    """The evaluated classes of one dataset, in id order, and the table from its ids to class indices."""
+
+    dataset: str
+    classes: tuple[EvalClass, ...]
+    lut: np.ndarray  # dataset id -> class index; len(classes) for every id that is not evaluated
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(c.id for c in self.classes)
+
+    @classmethod
+    def of(cls, dataset: str | DatasetSpec, taxonomy: Taxonomy | None = None) -> EvalClasses:
+        """From a dataset name (its shipped spec) or a spec; concepts from ``taxonomy`` (default: the shipped tree)."""
+        spec = load_spec(dataset) if isinstance(dataset, str) else dataset
+        taxonomy = taxonomy if taxonomy is not None else Taxonomy.load()
+        covered = spec.name in taxonomy.datasets
+        classes = []
+        for label in spec.labels:
+            if not label.evaluated:
+                continue
+            concept = taxonomy.concept_of(spec.name, label.id) if covered else None
+            classes.append(EvalClass(label.id, label.name, concept,
+                                     taxonomy[concept].depth if concept else None,
+                                     taxonomy.is_leaf(concept) if concept else None))
+        if not classes:
+            raise HiersegError(f"{spec.name}: no label is marked evaluated in its label table")
+        lut = np.full(spec.num_ids, len(classes), dtype=np.int64)
+        lut[[c.id for c in classes]] = np.arange(len(classes))
+        return cls(spec.name, tuple(classes), lut)
+
+
+class ConfusionMatrix:
+    """Accumulates ``(ground truth, prediction)`` pixel counts with one ``torch.bincount`` per batch, on the
+    device of the predictions (int64, so no count overflows)."""
+
+    def __init__(self, classes: EvalClasses, device: str | torch.device = "cpu") -> None:
+        self.classes = classes
+        k = len(classes)
+        self.matrix = torch.zeros(k, k + 1, dtype=torch.int64, device=device)
+        self._lut = torch.from_numpy(classes.lut).to(device)
+
+    def _index(self, values: torch.Tensor) -> torch.Tensor:
+        """Dataset ids to class indices; values the table does not cover become the 'other' index K."""
+        size, other = len(self._lut), len(self.classes)
+        values = values.long()
+        inside = (values >= 0) & (values < size)
+        return torch.where(inside, self._lut[values.clamp(0, size - 1)], other)
+
+    def update(self, prediction: torch.Tensor, label: torch.Tensor) -> None:
+        """Add a batch: ``prediction`` and ``label`` of the same shape, both in the dataset's ids."""
+        if prediction.shape != label.shape:
+            raise ValueError(f"prediction {tuple(prediction.shape)} and label {tuple(label.shape)} differ in shape")
+        if self.matrix.device != prediction.device:
+            self.matrix, self._lut = self.matrix.to(prediction.device), self._lut.to(prediction.device)
+        k = len(self.classes)
+        truth, pred = self._index(label.to(prediction.device)), self._index(prediction)
+        valid = truth < k
+        counts = torch.bincount(truth[valid] * (k + 1) + pred[valid], minlength=k * (k + 1))
+        self.matrix += counts.view(k, k + 1)
+
+    def reduced(self) -> torch.Tensor:
+        """The matrix summed over DDP ranks when a process group is up; the local matrix otherwise."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            total = self.matrix.clone()
+            torch.distributed.all_reduce(total)
+            return total
+        return self.matrix
+
+
+def confusion_matrix(prediction: torch.Tensor, label: torch.Tensor, classes: EvalClasses) -> torch.Tensor:
+    """The ``K x (K + 1)`` matrix of one batch."""
+    matrix = ConfusionMatrix(classes, prediction.device)
+    matrix.update(prediction, label)
+    return matrix.matrix
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    id: int
+    name: str
+    concept: str | None
+    depth: int | None
+    leaf: bool | None
+    iou: float  # NaN when the class is in neither ground truth nor prediction
+    acc: float  # NaN when the class is not in the ground truth
+    pixels: int  # ground-truth pixels
+    predicted: int  # pixels predicted as this class
+
+
+@dataclass(frozen=True)
+class GroupScore:
+    """mIoU over a group of classes: the leaf-concept classes at one depth, or the inner-concept classes."""
+
+    group: str  # "depth 4", ..., or "inner"
+    depth: int | None
+    classes: int  # classes in the group
+    present: int  # of those, classes with an IoU (in ground truth or prediction)
+    miou: float
+
+
+@dataclass(frozen=True)
+class Metrics:
+    miou: float
+    pixel_acc: float
+    mean_acc: float  # class-average accuracy
+    pixels: int  # evaluated ground-truth pixels
+    classes: tuple[ClassScore, ...]
+    groups: tuple[GroupScore, ...]
+
+
+def nanmean(values: np.ndarray) -> float:
+    """Mean of the finite values; NaN (without numpy's warning) when there are none."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else math.nan
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.full(num.shape, math.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _numpy(matrix: torch.Tensor | np.ndarray) -> np.ndarray:
+    return matrix.cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
+
+
+def class_scores(matrix: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class IoU and accuracy, ground-truth and predicted pixel counts of a ``K x (K + 1)`` matrix.
+
+    IoU = TP / (TP + FP + FN) with FP counted over the K class columns only; accuracy = TP / ground-truth pixels.
+    """
+    m = _numpy(matrix)
+    k = m.shape[0]
+    if m.shape != (k, k + 1):
+        raise ValueError(f"expected a K x (K + 1) matrix, got {m.shape}")
+    tp = np.diag(m[:, :k]).astype(np.float64)
+    truth = m.sum(1).astype(np.float64)
+    predicted = m[:, :k].sum(0).astype(np.float64)
+    return _ratio(tp, truth + predicted - tp), _ratio(tp, truth), truth.astype(np.int64), predicted.astype(np.int64)
+
+
+def group_scores(classes: EvalClasses, iou: np.ndarray) -> tuple[GroupScore, ...]:
+    """mIoU per depth over the classes whose concept is a leaf of the tree, deepest last; then one ``inner`` group
+    for the classes whose concept has children (Cityscapes' ``road`` above Mapillary's markings): such a class
+    stands for a whole subtree, so it belongs to no single depth. Classes without a concept are in no group."""
+    members: dict[int | None, list[int]] = defaultdict(list)
+    for i, c in enumerate(classes.classes):
+        if c.concept is not None:
+            members[c.depth if c.leaf else None].append(i)
+
+    def score(name: str, depth: int | None) -> GroupScore:
+        values = iou[members[depth]]
+        return GroupScore(name, depth, len(values), int(np.isfinite(values).sum()), nanmean(values))
+
+    depths = sorted(d for d in members if d is not None)
+    return tuple([score(f"depth {d}", d) for d in depths] + ([score(INNER, None)] if None in members else []))
+
+
+def compute_metrics(matrix: torch.Tensor | np.ndarray, classes: EvalClasses) -> Metrics:
+    """Every score of a confusion matrix (reduce it across ranks first: :meth:`ConfusionMatrix.reduced`)."""
+    matrix = _numpy(matrix)
+    iou, acc, truth, predicted = class_scores(matrix)
+    if len(iou) != len(classes):
+        raise ValueError(f"matrix has {len(iou)} classes, {classes.dataset} evaluates {len(classes)}")
+    total = int(truth.sum())
+    correct = int(np.trace(matrix[:, :len(iou)]))
+    per_class = tuple(ClassScore(c.id, c.name, c.concept, c.depth, c.leaf, float(iou[i]), float(acc[i]), int(truth[i]),
+                                 int(predicted[i])) for i, c in enumerate(classes.classes))
+    return Metrics(miou=nanmean(iou), pixel_acc=correct / total if total else math.nan, mean_acc=nanmean(acc),
+                   pixels=total, classes=per_class, groups=group_scores(classes, iou))
