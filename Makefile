@@ -20,11 +20,22 @@ wordnet:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base wordnet-sense-index; \
 	fi
 
+DEMO     := build/demo
+HIERSEG  := $(VENV)/bin/hierseg
+DATASETS := coco_stuff ade20k cityscapes mapillary
+
+# The main job on an embedded default: the tree, four synthetic datasets in their official layouts, a small
+# universal DSSPN-ResNet-18 trained jointly on them on the CPU, its evaluation on each, predictions and curves.
 demo: setup
-	$(VENV)/bin/hierseg taxonomy build --out build/demo/dsspn359.json --label-maps build/demo/label_maps
-	$(VENV)/bin/hierseg taxonomy stats build/demo/dsspn359.json
-	$(VENV)/bin/hierseg taxonomy draw build/demo/dsspn359.json --dataset cityscapes --out build/demo/cityscapes.svg
-	$(VENV)/bin/hierseg labels export --dataset mapillary --to cityscapes --out build/demo/mapillary_to_cityscapes.csv
+	$(HIERSEG) taxonomy build --out $(DEMO)/dsspn359.json --label-maps $(DEMO)/label_maps
+	$(HIERSEG) taxonomy stats $(DEMO)/dsspn359.json
+	$(HIERSEG) taxonomy draw $(DEMO)/dsspn359.json --dataset cityscapes --out $(DEMO)/cityscapes.svg
+	$(HIERSEG) labels export --dataset mapillary --to cityscapes --out $(DEMO)/mapillary_to_cityscapes.csv
+	for ds in $(DATASETS); do $(HIERSEG) data synth --dataset $$ds --out $(DEMO)/data/$$ds --n 16 --size 160 || exit 1; done
+	$(HIERSEG) train --config configs/demo.yaml
+	$(HIERSEG) plot $(DEMO)/run --out $(DEMO)/curves.png
+	$(HIERSEG) predict --checkpoint $(DEMO)/run/model.pt --dataset cityscapes $(DEMO)/data/cityscapes/leftImg8bit/val --out $(DEMO)/predictions
+	for ds in $(DATASETS); do $(HIERSEG) eval --checkpoint $(DEMO)/run/model.pt --dataset $$ds $(DEMO)/data/$$ds || exit 1; done
 
 test: setup
 	$(VENV)/bin/ruff check .
