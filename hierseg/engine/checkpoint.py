@@ -6,7 +6,8 @@ Layout (a ``torch.save`` dict):
 - ``model``: ``{"name": registered model name, "kwargs": JSON-able create_model arguments}``;
 - ``taxonomy``: the taxonomy artifact (a dict), so a checkpoint is self-contained;
 - ``state_dict``: the model weights (unwrapped from DDP);
-- ``training``: optional resume state (optimiser, schedule, sampler position, RNG states, step, epoch, config).
+- ``training``: optional resume state (optimiser, schedule, sampler position, RNG states, step, epoch, config);
+  a finished stage's checkpoint keeps only ``config``, ``stage``, ``step`` and ``done``.
 
 Every write is atomic (temporary file in the same folder, then ``os.replace``).
 """
@@ -14,9 +15,11 @@ Every write is atomic (temporary file in the same folder, then ``os.replace``).
 from __future__ import annotations
 
 import io
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -64,3 +67,45 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     model = create_model(payload["model"]["name"], **kwargs)
     model.load_state_dict(payload["state_dict"])
     return model, payload
+
+
+def load_backbone(model: nn.Module, path: str | Path) -> int:
+    """Copy the ``backbone.*`` weights of checkpoint ``path`` into ``model`` (the head stays as initialised).
+
+    This is the paper's "finetune" regime (DSSPN 4.3): a run on one dataset starts from another run's ConvNet.
+    Returns the number of tensors copied; a backbone of another shape is a one-line error.
+    """
+    source = {k: v for k, v in read_checkpoint(path)["state_dict"].items() if k.startswith("backbone.")}
+    if not source:
+        raise HiersegError(f"{path}: holds no backbone.* weights to start from")
+    module = model.module if hasattr(model, "module") else model
+    own = {k: v for k, v in module.state_dict().items() if k.startswith("backbone.")}
+    missing, unexpected = sorted(set(own) - set(source)), sorted(set(source) - set(own))
+    if missing or unexpected:
+        name = (missing or unexpected)[0]
+        raise HiersegError(f"{path}: its backbone does not fit this model ({name} is "
+                           f"{'missing from the checkpoint' if missing else 'not in this model'}); "
+                           "both runs need the same backbone")
+    for key, value in source.items():
+        if value.shape != own[key].shape:
+            raise HiersegError(f"{path}: {key} is {tuple(value.shape)} there but {tuple(own[key].shape)} here; "
+                               "both runs need the same backbone")
+    module.load_state_dict(source, strict=False)
+    return len(source)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch and CUDA generator states, for an exact resume."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # this process's device only: asking for every device would open a context on each GPU from each rank
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"].cpu())

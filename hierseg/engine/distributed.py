@@ -1,0 +1,98 @@
+"""Process-group set-up for ``torchrun``, and collectives that are no-ops in a single process.
+
+A run is distributed when ``torchrun`` (or anything that sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR``, ``MASTER_PORT``) started it with ``WORLD_SIZE > 1``: gloo on the CPU, nccl on CUDA. Every helper
+here checks :func:`is_distributed` first, so nothing touches ``torch.distributed`` when no group was initialised.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from hierseg.taxonomy.errors import HiersegError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    owns_group: bool = False  # this process group was created by :func:`setup` (and is destroyed by cleanup)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def env_world_size() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise HiersegError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number") from None
+
+
+def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
+    """``auto`` is CUDA when there is one; under ``torchrun`` each process takes GPU ``LOCAL_RANK``."""
+    cuda = torch.cuda.is_available()
+    if choice == "cuda" and not cuda:
+        raise HiersegError("run.device: cuda was asked for but torch sees no CUDA device (use cpu or auto)")
+    if choice == "cpu" or not cuda:
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
+
+
+def setup(device_choice: str = "auto") -> DistInfo:
+    """Join the process group ``torchrun`` describes (if any) and pick this process's device."""
+    world_size = env_world_size()
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_choice, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    owns_group = world_size > 1 and not is_distributed()
+    if owns_group:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, rank=rank, world_size=world_size,
+                                device_id=device if device.type == "cuda" else None)
+    if is_distributed():
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    else:
+        rank, world_size, local_rank = 0, 1, 0
+    return DistInfo(rank, world_size, local_rank, device, owns_group)
+
+
+def cleanup() -> None:
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` in a single process)."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]

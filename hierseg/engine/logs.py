@@ -1,0 +1,121 @@
+"""Training logs: one JSON record per optimiser step in ``RUN_DIR/metrics.jsonl`` (and the same in CSV), and the
+progress display (a rich bar on a terminal, a plain line every ``log_every`` steps otherwise).
+
+A record: ``stage``, ``stage_index``, ``step`` (1-based within the stage), ``global_step``, ``epoch``, ``loss``
+(mean over the step's batches on every rank), ``datasets`` (``{name: mean loss}`` of the step's batches),
+``terms`` (the model's named loss terms), ``lr_head``, ``lr_backbone``, ``images``, ``images_per_s``, ``time``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+METRICS_JSONL = "metrics.jsonl"
+METRICS_CSV = "metrics.csv"
+BASE_COLUMNS = ("stage", "step", "global_step", "epoch", "loss", "lr_head", "lr_backbone", "images", "images_per_s",
+                "time")
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every record of ``RUN_DIR/metrics.jsonl`` (a torn last line, from a killed run, is skipped)."""
+    path = Path(run_dir) / METRICS_JSONL
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+class MetricsLog:
+    """Appends records to ``metrics.jsonl`` and ``metrics.csv``; on resume, drops those after the resumed step so
+    the files read as if the run had never stopped."""
+
+    def __init__(self, run_dir: Path, datasets: Sequence[str], keep_until: tuple[int, int] | None = None) -> None:
+        self.columns = [*BASE_COLUMNS, *(f"loss_{name}" for name in datasets)]
+        self.jsonl_path, self.csv_path = run_dir / METRICS_JSONL, run_dir / METRICS_CSV
+        kept = [r for r in read_metrics(run_dir)
+                if keep_until is not None and (r["stage_index"], r["step"]) <= keep_until]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl: TextIO = self.jsonl_path.open("w", encoding="utf-8")
+        self.csv_file: TextIO = self.csv_path.open("w", encoding="utf-8", newline="")
+        self.csv = csv.DictWriter(self.csv_file, self.columns, extrasaction="ignore")
+        self.csv.writeheader()
+        for record in kept:
+            self._write(record)
+        self.flush()
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.jsonl.write(json.dumps(record) + "\n")
+        row = dict(record)
+        row.update({f"loss_{name}": value for name, value in record.get("datasets", {}).items()})
+        self.csv.writerow(row)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._write(record)
+        self.flush()  # a step is much slower than a flush, and a killed run keeps every step it finished
+
+    def flush(self) -> None:
+        self.jsonl.flush()
+        self.csv_file.flush()
+
+    def close(self) -> None:
+        self.jsonl.close()
+        self.csv_file.close()
+
+
+def format_record(record: dict[str, Any], total: int, images_per_s: float) -> str:
+    per_dataset = " ".join(f"{name} {value:.3f}" for name, value in sorted(record["datasets"].items()))
+    return (f"{record['stage']} step {record['step']}/{total} epoch {record['epoch']} loss {record['loss']:.4f} "
+            f"({per_dataset}) lr {record['lr_head']:.2e} {images_per_s:.1f} img/s")
+
+
+class Progress:
+    """A rich progress bar on stderr when it is a terminal; otherwise one line every ``every`` steps."""
+
+    def __init__(self, stage: str, total: int, done: int = 0, every: int = 10, enabled: bool = True,
+                 stream: TextIO | None = None) -> None:
+        self.total, self.every, self.enabled = total, every, enabled
+        self.stream = stream or sys.stderr
+        self.bar = None
+        self.images, self.since = 0, time.perf_counter()  # throughput over the steps since the last line
+        if enabled and self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                                    console=Console(file=self.stream), transient=False)
+            self.task = self.bar.add_task(stage, total=total, completed=done, status="")
+            self.bar.start()
+
+    def update(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.images += record["images"]
+        if self.bar is not None:
+            self.bar.update(self.task, completed=record["step"])
+        if record["step"] % self.every and record["step"] != self.total:
+            return
+        now = time.perf_counter()
+        rate, self.images, self.since = self.images / max(now - self.since, 1e-9), 0, now
+        if self.bar is not None:
+            status = f"loss {record['loss']:.4f} lr {record['lr_head']:.2e} {rate:.1f} img/s"
+            self.bar.update(self.task, status=status)
+        else:
+            print(format_record(record, self.total, rate), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
