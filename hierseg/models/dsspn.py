@@ -97,27 +97,34 @@ class NeuronHead(nn.Module):
             picks.append(as_rows(positions[a][rows], len(prop.rows[a]), h0.device))
         return inputs, picks
 
+    def root(self, h0: torch.Tensor) -> torch.Tensor:
+        """What the neurons read as root features: ``h0``, or its m-channel projection in the sum variant."""
+        return self.root_projection(h0) if self.root_projection is not None else h0
+
+    def run(self, n: int, root: torch.Tensor, prop: Propagation, rows: np.ndarray,
+            positions: dict[int, np.ndarray]) -> torch.Tensor:
+        """Run neuron ``n`` on batch ``rows`` (its ancestors already ran on supersets); record and return logits."""
+        inputs, picks = self._inputs(n, root, prop, rows, positions)
+        block = self.neurons[n]
+        if self.combine == "sum":
+            x = sum(gather(f, r) for f, r in zip(inputs, picks, strict=True))
+            h = F.relu(block.conv(F.relu(block.reduce(x))))
+            logits = block.predict(h)
+        else:
+            h, logits = block(inputs, picks)
+        prop.rows[n], prop.features[n] = rows, h
+        pos = np.full(root.shape[0], -1, dtype=np.int64)
+        pos[rows] = np.arange(len(rows))
+        positions[n] = pos
+        return logits
+
     def propagate(self, h0: torch.Tensor, active: np.ndarray) -> Propagation:
         """Run every neuron on the images that activate it (``active``: ``(B, neurons)`` bool), in depth order."""
-        batch = h0.shape[0]
         prop = Propagation()
         positions: dict[int, np.ndarray] = {}
-        root = self.root_projection(h0) if self.root_projection is not None else h0
+        root = self.root(h0)
         for n in np.flatnonzero(active.any(axis=0)):
-            n = int(n)
-            rows = np.flatnonzero(active[:, n])
-            inputs, picks = self._inputs(n, root, prop, rows, positions)
-            block = self.neurons[n]
-            if self.combine == "sum":
-                x = sum(gather(f, r) for f, r in zip(inputs, picks, strict=True))
-                h = F.relu(block.conv(F.relu(block.reduce(x))))
-                logits = block.predict(h)
-            else:
-                h, logits = block(inputs, picks)
-            prop.rows[n], prop.features[n], prop.logits[n] = rows, h, logits
-            pos = np.full(batch, -1, dtype=np.int64)
-            pos[rows] = np.arange(len(rows))
-            positions[n] = pos
+            prop.logits[int(n)] = self.run(int(n), root, prop, np.flatnonzero(active[:, n]), positions)
         return prop
 
     def defined(self, dataset: str, device: torch.device) -> torch.Tensor:
@@ -240,27 +247,16 @@ class DSSPN(nn.Module):
         done = tables["stop"][state]
         prop = Propagation()
         positions: dict[int, np.ndarray] = {}
-        root = self.head.root_projection(h0) if self.head.root_projection is not None else h0
+        root = self.head.root(h0)
         for neuron in self.graph.neurons:
             n = neuron.index
             here = (state == int(tables["concept"][n])) & ~done
             reached = here.flatten(1).any(1).cpu().numpy()
             if not reached.any():
                 continue
-            rows = np.flatnonzero(reached)
             # Every image that reaches a neuron reached its ancestors, so their features cover these rows.
-            inputs, picks = self.head._inputs(n, root, prop, rows, positions)
-            block = self.head.neurons[n]
-            if self.head.combine == "sum":
-                h = F.relu(block.conv(F.relu(block.reduce(sum(gather(f, r) for f, r in zip(inputs, picks,
-                                                                                         strict=True))))))
-                logits = block.predict(h)
-            else:
-                h, logits = block(inputs, picks)
-            prop.rows[n], prop.features[n] = rows, h
-            pos = np.full(batch, -1, dtype=np.int64)
-            pos[rows] = np.arange(len(rows))
-            positions[n] = pos
+            rows = np.flatnonzero(reached)
+            logits = self.head.run(n, root, prop, rows, positions)
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
             allowed = tables["allowed"][n, : len(neuron.children)]
             choice, prob = self.head.decide(logits, allowed)
