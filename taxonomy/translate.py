@@ -116,7 +116,7 @@ class Translation:
         return np.take(self._pair_lut, pairs).view(self.lut.dtype).reshape(label.shape)
 
 
-def _owners(taxonomy: Taxonomy, space: LabelSpace) -> dict[str, int | None]:
+def owners(taxonomy: Taxonomy, space: LabelSpace) -> dict[str, int | None]:
     """For every concept, the value of ``space`` whose extent holds it (the deepest labelled ancestor-or-self)."""
     by_concept = {c: v for v, c in space.concepts.items() if c is not None}
     owner: dict[str, int | None] = {}
@@ -139,7 +139,7 @@ def translation(taxonomy: Taxonomy, source: str | LabelSpace, target: str | Labe
     """The translation from ``source`` to ``target``: dataset names or ``"tree"``."""
     src = source if isinstance(source, LabelSpace) else label_space(taxonomy, source)
     dst = target if isinstance(target, LabelSpace) else label_space(taxonomy, target)
-    src_owner, dst_owner = _owners(taxonomy, src), _owners(taxonomy, dst)
+    src_owner, dst_owner = owners(taxonomy, src), owners(taxonomy, dst)
     entries = [Entry(src.ignore, src.ignore_name, None, dst.ignore, dst.ignore_name, None, "none")]
     for value, concept in src.concepts.items():
         target_id, relation = dst.ignore, "none"
@@ -147,12 +147,12 @@ def translation(taxonomy: Taxonomy, source: str | LabelSpace, target: str | Labe
             extent = [x for x in _subtree(taxonomy, concept) if src.hierarchical or src_owner[x] == value]
             if dst.hierarchical:
                 # A tree value denotes its whole subtree, so the source's own concept covers the extent exactly.
-                owners = {dst_owner[concept]}
+                targets = {dst_owner[concept]}
             else:
-                owners = {dst_owner[x] for x in extent}
-            if len(owners) > 1:
+                targets = {dst_owner[x] for x in extent}
+            if len(targets) > 1:
                 relation = "finer-ambiguous"
-            elif (only := owners.pop()) is not None:
+            elif (only := targets.pop()) is not None:
                 target_id = only
                 relation = "equal" if dst.concepts[only] == concept else "coarser"
         target_concept = dst.concepts.get(target_id) if relation in ("equal", "coarser") else None

@@ -29,6 +29,7 @@ from hierseg.models.outputs import Outputs, resize_logits
 from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.labelspace import LabelSpace
 from hierseg.taxonomy.neurons import NeuronGraph
+from hierseg.taxonomy.translate import owners
 from hierseg.taxonomy.tree import Taxonomy
 
 OTHER = "other"  # suffix of the extra output of a labelled inner concept: "<concept>/other"
@@ -43,16 +44,6 @@ class _Tables:
     expressible: torch.Tensor  # (outputs,) bool: the dataset's concept mask over the outputs
     expressible_index: torch.Tensor  # (n,) int64: the same as indices
     value_of: torch.Tensor  # (outputs,) int64: the label value whose set holds each output (ignore where none)
-
-
-def owners(taxonomy: Taxonomy, space: LabelSpace) -> dict[str, int | None]:
-    """For every concept, the value of ``space`` whose extent holds it: the deepest labelled ancestor-or-self."""
-    by_concept = {c: v for v, c in space.concepts.items() if c is not None}
-    owner: dict[str, int | None] = {}
-    for concept in taxonomy:  # artifact order: parents before children
-        inherited = owner[concept.parent] if concept.parent is not None else None
-        owner[concept.id] = by_concept.get(concept.id, inherited)
-    return owner
 
 
 class LeafClasses(Outputs):

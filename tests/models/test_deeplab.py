@@ -15,14 +15,6 @@ from hierseg.taxonomy import HiersegError
 IMAGE = (2, 3, 129, 129)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small shared test machines: two threads contending for two busy cores run several times slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def image() -> torch.Tensor:

@@ -20,14 +20,6 @@ from hierseg.taxonomy.errors import HiersegError
 SMALL = (2, 3, 33, 33)  # odd: 33 -> 17 -> 9 (1/4) -> 5 -> 3 -> 2 along the encoder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The test machine's 2 cores are shared: OpenMP threads spinning against other jobs slow these tests ~10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def n_params(model: torch.nn.Module) -> float:
     return sum(p.numel() for p in model.parameters()) / 1e6

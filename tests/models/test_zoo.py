@@ -29,15 +29,6 @@ STEPS, CROP, LR = 10, 65, 0.01
 MODES = {"single": ("cityscapes",), "universal": ("cityscapes", "mapillary")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The test machines are small and shared: two threads contending for two busy cores run several times slower
-    # than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_the_zoo_has_flat_models_at_three_depths():
     assert SMALL, "no flat model is registered"
