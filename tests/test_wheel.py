@@ -56,7 +56,8 @@ def test_wheel_holds_the_artifacts_under_hierseg_only(installed):
     assert all(n.startswith(("hierseg/", "hierseg-0.1.0.dist-info/")) for n in names), \
         [n for n in names if not n.startswith("hierseg")]
     assert "hierseg/artifacts/taxonomy/dsspn359.json" in names
-    assert {f"hierseg/artifacts/label_maps/{d}.csv" for d in ("coco_stuff", "ade20k", "cityscapes", "mapillary")} <= set(names)
+    maps = {f"hierseg/artifacts/label_maps/{d}.csv" for d in ("coco_stuff", "ade20k", "cityscapes", "mapillary")}
+    assert maps <= set(names)
     assert "hierseg/taxonomy/specs/merge.yaml" in names and "hierseg/cli/main.py" in names
     shipped = zipfile.ZipFile(wheel).read("hierseg/artifacts/taxonomy/dsspn359.json")
     assert shipped == (REPO / "data" / "taxonomy" / "dsspn359.json").read_bytes()
@@ -72,7 +73,8 @@ def test_installed_package_loads_its_tree_and_label_maps(installed):
                          cwd=installed).stdout.splitlines()
     assert out[0] == "359 5"
     site = str(env / "lib")
-    assert out[1].startswith(site) and out[2].startswith(site) and out[2].endswith("hierseg/artifacts/taxonomy/dsspn359.json")
+    assert out[1].startswith(site) and out[2].startswith(site)
+    assert out[2].endswith("hierseg/artifacts/taxonomy/dsspn359.json")
     assert out[3] == "None"  # not a checkout
     assert out[4] == "None None"  # no top-level taxonomy or cli module
     assert out[5] == "dataset_id,name,concept,concept_path,ignore,evaluated"
