@@ -58,6 +58,11 @@ def _table(report, per_class: bool) -> None:
         groups.add_row(g.group, str(g.classes), str(g.present), _percent(g.miou))
     console.print(groups)
     console.print("depth d: classes whose concept is a leaf at depth d; inner: classes whose concept has children")
+    if m.categories:
+        categories = Table("category", "classes", "IoU", title=f"category mIoU {_percent(m.category_miou)}")
+        for c in m.categories:
+            categories.add_row(c.category, str(c.classes), _percent(c.iou))
+        console.print(categories)
     if per_class:
         table = Table("id", "class", "concept", "depth", "IoU", "acc.", "pixels", title="per class")
         for c in m.classes:
