@@ -225,6 +225,9 @@ class EvalReport:
     seconds: float
     metrics: Metrics
     settings: dict[str, Any] = field(default_factory=dict)
+    # Scored prediction files only (hierseg.engine.score): the label space, evaluated pixels, and how many of
+    # them the predictions hit as equal, finer, coarser, outside or not comparable.
+    comparison: dict[str, Any] | None = None
 
     @property
     def miou(self) -> float:
@@ -250,6 +253,8 @@ class EvalReport:
         if m.categories:
             out["category_miou"] = _none_for_nan(m.category_miou)
             out["categories"] = [{k: _none_for_nan(v) for k, v in asdict(c).items()} for c in m.categories]
+        if self.comparison is not None:
+            out["comparison"] = dict(self.comparison)
         if per_class:
             out["classes"] = [{k: _none_for_nan(v) for k, v in asdict(c).items()} for c in m.classes]
         return out
@@ -278,6 +283,9 @@ class EvalReport:
                              "", "", ""])
             for c in m.categories:
                 writer.writerow(["category", c.category, "", "", "", "", c.classes, "", _fmt(c.iou), "", "", ""])
+        for kind, pixels in (self.comparison or {}).items():
+            if kind != "space":  # prediction files: pixels of each kind of comparison (see hierseg.engine.score)
+                writer.writerow(["comparison", kind, self.comparison["space"], "", "", "", "", "", "", "", "", pixels])
         if per_class:
             for c in m.classes:
                 writer.writerow(["class", c.id, c.name, c.concept or "", "" if c.depth is None else c.depth,

@@ -1,12 +1,12 @@
 """The four official releases laid out by hand, with the files each keeps beside its labels.
 
-Layouts follow the reference data's README (/work/shared/reference/labels): Cityscapes' gtFine keeps
-``*_color.png`` (RGBA), ``*_instanceIds.png`` (16-bit, label*1000+instance), ``*_polygons.json`` and, after
-``csCreateTrainIdLabelImgs``, ``*_labelTrainIds.png`` beside ``*_labelIds.png``; Mapillary keeps ``instances/``
-beside ``labels/``, ``v2.0/`` beside ``v1.2/`` and the configs at the root; ADE20K ships objectInfo150.txt and
-sceneCategories.txt; COCO-Stuff's stuff-only JSON and pixel maps (other ids: 183 = other) may sit under
-``annotations/``. Every function returns ``{relative label path: label array in the dataset's ids}`` for the
-labels a reader must read (only those).
+Layouts follow the reference data's README (/work/shared/reference/labels). Cityscapes' gtFine keeps
+``*_color.png`` (RGBA), ``*_instanceIds.png`` (16-bit, label*1000+instance for instance classes),
+``*_polygons.json`` and, after ``csCreateTrainIdLabelImgs``, ``*_labelTrainIds.png`` beside ``*_labelIds.png``.
+Mapillary keeps ``instances/`` beside ``labels/``, ``v2.0/`` beside ``v1.2/`` and the configs at the root. ADE20K
+ships objectInfo150.txt and sceneCategories.txt. COCO-Stuff's stuff-only JSON and pixel maps (other ids:
+183 = other) may sit under ``annotations/``. Every function returns ``{relative label path: label array in the
+dataset's ids}`` for the labels a reader must read (only those).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def cityscapes(root: Path, split: str = "val", samples: tuple[str, ...] = ("fran
     rng = np.random.default_rng(seed)
     ids = [label.id for label in load_spec("cityscapes").labels if label.id >= 0] + [0]
     to_train = cityscapes_train_ids()
+    with_instances = [label.id for label in load_spec("cityscapes").labels if label.extra["has_instances"] == "1"]
     colors = {label.id: label.color or (0, 0, 0) for label in load_spec("cityscapes").labels}
     read = {}
     for i, stem in enumerate(samples):
@@ -63,7 +64,9 @@ def cityscapes(root: Path, split: str = "val", samples: tuple[str, ...] = ("fran
         gt = root / "gtFine" / split / city
         image(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", h, w, seed + i)
         label = scene(rng, ids, h, w)
-        instances = label.astype(np.uint16) * 1000 + rng.integers(0, 3, label.shape).astype(np.uint16)
+        # instance classes: label*1000+instance; the others keep their label id (as in the release)
+        instances = np.where(np.isin(label, with_instances), label.astype(np.uint16) * 1000 +
+                             rng.integers(0, 3, label.shape).astype(np.uint16), label).astype(np.uint16)
         save(gt / f"{stem}_gtFine_instanceIds.png", instances)
         rgba = np.zeros((h, w, 4), np.uint8)
         rgba[..., 3] = 255

@@ -1,0 +1,185 @@
+"""Scoring a folder of prediction PNGs made elsewhere (another toolkit, another dataset's model) against a split.
+
+Predictions may be in any label space the tree knows: the dataset's own ids, another dataset's (MSeg's cross-
+dataset protocol), or tree concept indices (16-bit). Each prediction value is judged through the tree against the
+ground truth's label space, by the translation :func:`hierseg.taxonomy.translate.translation` gives:
+
+- ``equal``: the same concept; scored as that class;
+- ``finer``: the prediction lies inside one ground-truth label's extent (Mapillary's lane marking on Cityscapes'
+  road): scored as that class, so it is right where the truth is that label;
+- ``coarser``: the prediction spans several ground-truth labels (the tree's ``vehicle`` on Cityscapes): always
+  wrong, a miss of the true class and nobody's false positive;
+- ``outside``: a concept the dataset does not label at all: wrong, likewise;
+- ``not comparable``: a prediction value with no concept (the space's ignore or void values): the pixel cannot be
+  compared; it counts as a miss, as the official Cityscapes evaluation counts a prediction of a void id.
+
+The report is the one checkpoint evaluation gives (:class:`~hierseg.engine.evaluate.EvalReport`), with the pixel
+count of each kind. Every ground-truth file of the split needs exactly one prediction, found anywhere under the
+folder by name: the sample's stem, its image's stem or its label's stem, with ``.png``
+(``frankfurt_000000_000019*.png`` as the Cityscapes script looks for it, mmsegmentation's and ``hierseg predict``'s
+image-named files, ...).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hierseg.data.layouts import layout, locate, recodes, split_labels
+from hierseg.engine.evaluate import EvalReport, resolve_split
+from hierseg.engine.metrics import EvalClasses, compute_metrics
+from hierseg.taxonomy.annotations import Recode, map_files, read_dataset_label, read_label
+from hierseg.taxonomy.errors import HiersegError
+from hierseg.taxonomy.labelspace import label_space
+from hierseg.taxonomy.translate import translation
+from hierseg.taxonomy.tree import Taxonomy
+
+KINDS = ("equal", "finer", "coarser", "outside", "not_comparable")
+_KIND_OF_RELATION = {"equal": "equal", "coarser": "finer", "finer-ambiguous": "coarser"}
+
+
+@dataclass(frozen=True)
+class Judge:
+    """Lookup tables that turn a prediction map into compact codes, and each code into a matrix column and kind."""
+
+    space: str
+    codes: np.ndarray  # prediction value -> code; -1 for values the space does not define
+    columns: np.ndarray  # code -> column of the K x (K + 1) matrix (K: no evaluated class)
+    kinds: np.ndarray  # code -> index into KINDS
+    truth: np.ndarray  # ground-truth id -> class index, K for ids that are not evaluated, -1 for undefined ids
+
+    @classmethod
+    def of(cls, taxonomy: Taxonomy, space: str, dataset: str, classes: EvalClasses) -> Judge:
+        table = translation(taxonomy, space, dataset)
+        k = len(classes)
+        codes = np.full(max(table.source.size, 256), -1, dtype=np.int64)
+        columns, kinds = [], []
+        for code, entry in enumerate(table.entries):
+            codes[entry.source_id] = code
+            kind = _KIND_OF_RELATION.get(entry.relation)
+            if kind is None:
+                kind = "not_comparable" if entry.source_concept is None else "outside"
+            scored = kind in ("equal", "finer") and entry.target_id < len(classes.lut)
+            columns.append(int(classes.lut[entry.target_id]) if scored else k)
+            kinds.append(KINDS.index(kind))
+        space_of_truth = label_space(taxonomy, dataset)
+        truth = np.full(max(space_of_truth.size, 256), -1, dtype=np.int64)
+        for value in (*space_of_truth.ids, space_of_truth.ignore):
+            truth[value] = classes.lut[value] if value < len(classes.lut) else k
+        return cls(space, codes, np.array(columns), np.array(kinds), truth)
+
+
+_state: dict[str, Any] = {}
+
+
+def _init(judge: Judge, dataset: str, recode: tuple[Recode, ...], k: int) -> None:
+    _state.update(judge=judge, dataset=dataset, recodes=recode, k=k)
+
+
+def _score_one(pair: tuple[Path, Path]) -> np.ndarray:
+    """``(K + 1, codes)`` pixel counts of one image: ground-truth class (K: not evaluated) by prediction code."""
+    truth_path, pred_path = pair
+    judge: Judge = _state["judge"]
+    truth, pred = read_dataset_label(truth_path, _state["recodes"]), read_label(pred_path)
+    if truth.shape != pred.shape:
+        raise HiersegError(f"{pred_path}: prediction is {pred.shape[1]}x{pred.shape[0]} but its ground truth "
+                           f"{truth_path.name} is {truth.shape[1]}x{truth.shape[0]}")
+    if truth.size and int(truth.max()) >= len(judge.truth):
+        raise HiersegError(f"{truth_path}: value {int(truth.max())} is not a {_state['dataset']} label id")
+    rows = np.take(judge.truth, truth)
+    if pred.size and int(pred.max()) >= len(judge.codes):
+        raise HiersegError(f"{pred_path}: value {int(pred.max())} is not a {judge.space} label id")
+    codes = np.take(judge.codes, pred)
+    if rows.size and (rows.min() < 0 or codes.min() < 0):
+        bad_truth = rows < 0
+        if bad_truth.any():
+            raise HiersegError(f"{truth_path}: value {int(truth[bad_truth].flat[0])} is not a {_state['dataset']} "
+                               "label id")
+        value = int(pred[codes < 0].flat[0])
+        raise HiersegError(f"{pred_path}: value {value} is not a {judge.space} label id")
+    n = len(judge.columns)
+    counts = np.bincount((rows * n + codes).ravel(), minlength=(_state["k"] + 1) * n)
+    return counts.reshape(_state["k"] + 1, n)
+
+
+def _names(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def match_predictions(folder: Path, dataset: str, root: Path, split: str, truths: list[Path]) -> list[Path]:
+    """The prediction file of each ground-truth file; missing, extra or ambiguous files are one error line."""
+    spec = layout(dataset)
+    by_stem: dict[str, list[Path]] = {}
+    for path in sorted(folder.rglob("*.png")):
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
+            by_stem.setdefault(path.stem, []).append(path)
+    found, missing, clashes, used = [], [], [], set()
+    for truth in truths:
+        stem = spec.stem_of(truth)
+        names = dict.fromkeys((stem, spec.image_of(root, split, stem).stem, truth.stem))
+        hits = [p for name in names for p in by_stem.get(name, [])]
+        if not hits:
+            missing.append(stem)
+        elif len(hits) > 1:
+            clashes.append(f"{stem} ({', '.join(str(p.relative_to(folder)) for p in hits[:3])})")
+        else:
+            found.append(hits[0])
+            used.add(hits[0])
+    extra = [str(p.relative_to(folder)) for paths in by_stem.values() for p in paths if p not in used]
+    if missing or clashes or extra:
+        parts = []
+        if missing:
+            parts.append(f"no prediction for {len(missing)} of {len(truths)} {dataset} {split} images "
+                         f"({_names(missing)})")
+        if clashes:
+            parts.append(f"several predictions for {len(clashes)} images ({_names(clashes, 2)})")
+        if extra:
+            parts.append(f"{len(extra)} files match no image ({_names(sorted(extra))})")
+        hint = ""
+        if (folder / "labels").is_dir() and (folder / "overlays").is_dir():
+            hint = f"; for hierseg predict's output pass {folder / 'labels'}"
+        raise HiersegError(f"{folder}: {'; '.join(parts)}{hint}")
+    return found
+
+
+def score_predictions(folder: str | Path, dataset: str, root: str | Path, split: str = "val", space: str | None = None,
+                      *, taxonomy: Taxonomy | None = None, workers: int = 1,
+                      on_image: Callable[[int], None] | None = None) -> EvalReport:
+    """Score the prediction PNGs under ``folder`` (in label space ``space``: a dataset or ``tree``; default
+    ``dataset``) against ``split`` of ``dataset`` under ``root`` (its official layout; images are not needed)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise HiersegError(f"{folder}: no such folder of predictions")
+    taxonomy = taxonomy if taxonomy is not None else Taxonomy.load()
+    space = space or dataset
+    split = resolve_split(dataset, split)
+    root, split = locate(dataset, root, split)
+    truths = split_labels(dataset, root, split)
+    if not truths:
+        raise HiersegError(f"{layout(dataset).label_dir(root, split)}: no {dataset} label files")
+    classes = EvalClasses.of(dataset, taxonomy)
+    judge = Judge.of(taxonomy, space, dataset, classes)
+    predictions = match_predictions(folder, dataset, root, split, truths)
+    k, start = len(classes), time.perf_counter()
+    joint = np.zeros((k + 1, len(judge.columns)), dtype=np.int64)
+    for counts in map_files(_score_one, list(zip(truths, predictions, strict=True)), workers, _init,
+                            (judge, dataset, recodes(dataset), k)):
+        joint += counts
+        if on_image is not None:
+            on_image(1)
+    scored = joint[:k]
+    onehot = np.zeros((len(judge.columns), k + 1), dtype=np.int64)
+    onehot[np.arange(len(judge.columns)), judge.columns] = 1
+    matrix = scored @ onehot
+    per_kind = np.bincount(judge.kinds, weights=scored.sum(0), minlength=len(KINDS))
+    comparison = {"space": space, "pixels": int(scored.sum()), **{kind: int(n) for kind, n in zip(KINDS, per_kind,
+                                                                                                   strict=True)}}
+    settings = {"predictions": str(folder), "space": space}
+    return EvalReport(dataset, split, len(truths), time.perf_counter() - start, compute_metrics(matrix, classes),
+                      settings, comparison)
