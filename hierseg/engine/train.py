@@ -306,8 +306,9 @@ class Trainer:
         weights = [d.weight for d in chosen] if len(chosen) > 1 and chosen[0].weight is not None else None
         acc = self.config.optim.accumulate
         loader, sampler = multi_dataset_loader(
-            [self.p.datasets[name] for name in stage.datasets], chosen[0].batch_size, weights, self.config.run.seed,
-            rank, world_size, self.config.data.workers, stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
+            [self.p.datasets[name] for name in stage.datasets], [d.batch_size for d in chosen], weights,
+            self.config.run.seed, rank, world_size, self.config.data.workers,
+            stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
         loader.worker_init_fn = _ignore_signals
         # Worker seeds from the loader's own generator, so opening a loader mid-epoch after a resume leaves the
         # global RNG (dropout) exactly where an uninterrupted run has it.
@@ -325,8 +326,8 @@ class Trainer:
             weights = [d.weight for d in chosen] if len(chosen) > 1 and chosen[0].weight is not None else None
             try:
                 sampler = MultiDatasetBatchSampler(
-                    [len(self.p.datasets[name]) for name in stage.datasets], chosen[0].batch_size, weights, 0, 0,
-                    self.info.world_size, stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
+                    [len(self.p.datasets[name]) for name in stage.datasets], [d.batch_size for d in chosen], weights,
+                    0, 0, self.info.world_size, stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
             except HiersegError as exc:
                 raise HiersegError(f"{self.p.source}: data.datasets: {exc}") from None
         per_epoch = len(sampler) // acc
