@@ -37,7 +37,8 @@ class Section(BaseModel):
 class ModelConfig(Section):
     name: str = Field(min_length=1, description="registered model name (`hierseg models list`)")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="create_model keyword arguments")
-    backbone_weights: Path | None = Field(None, description="local ImageNet checkpoint for the backbone")
+    backbone_weights: str | None = Field(None, min_length=1, description="ImageNet weights for the backbone: a local "
+                                         "checkpoint, timm/<name> or hf-hub:<org>/<repo> (Hugging Face hub or cache)")
 
     @field_validator("kwargs")
     @classmethod

@@ -154,8 +154,13 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
         except HiersegError as exc:
             raise fail("model.kwargs.taxonomy", str(exc)) from None
     if config.model.backbone_weights is not None:
-        if not config.model.backbone_weights.is_file():
-            raise fail("model.backbone_weights", f"{config.model.backbone_weights}: no such file")
+        from hierseg.models.backbone import weights_source
+
+        try:
+            weights_source(config.model.backbone_weights)  # a local file or a hub id; downloads happen at build
+        except HiersegError:
+            raise fail("model.backbone_weights", f"{config.model.backbone_weights}: no such file (or name hub weights: "
+                                                 "timm/<name>, hf-hub:<org>/<repo>)") from None
         kwargs["backbone_weights"] = str(config.model.backbone_weights)
     if config.init.backbone_from is not None and not config.init.backbone_from.is_file():
         raise fail("init.backbone_from", f"{config.init.backbone_from}: no such checkpoint")

@@ -221,7 +221,8 @@ def test_preflight_checks_the_model_and_paths_against_the_zoo(synth_root, tmp_pa
     assert check(model={"name": "deeplab_resnet18", "kwargs": {"rates": [1]}}).startswith(
         "c.yaml: model.kwargs.rates: deeplab_resnet18 has no such argument; it accepts: num_classes, datasets,")
     assert check(model={"name": "deeplab_resnet18", "backbone_weights": str(tmp_path / "r18.pth")}) == \
-        f"c.yaml: model.backbone_weights: {tmp_path / 'r18.pth'}: no such file"
+        f"c.yaml: model.backbone_weights: {tmp_path / 'r18.pth'}: no such file (or name hub weights: timm/<name>, " \
+        "hf-hub:<org>/<repo>)"
     assert check(init={"backbone_from": str(tmp_path / "a.pt")}) == \
         f"c.yaml: init.backbone_from: {tmp_path / 'a.pt'}: no such checkpoint"
     assert check(data={"datasets": [{"name": "cityscapes", "root": str(synth_root / "cityscapes"),
