@@ -36,7 +36,7 @@ def _load(path: Path):
 
     model, payload = load_model(path, map_location="cpu")
     taxonomy = Taxonomy(payload["taxonomy"]) if payload.get("taxonomy") is not None else None
-    return model, taxonomy
+    return model, taxonomy, payload
 
 
 def _percent(value: float) -> str:
@@ -146,13 +146,18 @@ def evaluate(
     from hierseg.engine.evaluate import evaluate as run_evaluation
 
     options = InferenceOptions(mode.value, crop, stride, flip, short)
-    model, taxonomy = _load(checkpoint)
+    model, taxonomy, payload = _load(checkpoint)
     progress, task = _progress(limit, "eval")
     with progress:
         report = run_evaluation(model, dataset, root, split, options=options, batch_size=batch_size, workers=workers,
                                 device=device, taxonomy=taxonomy, limit=limit,
                                 on_batch=lambda n: progress.advance(task, n))
     _report(report, format, out, per_class)
+    from hierseg.engine.tensorboard import log_evaluation
+
+    logged = log_evaluation(payload, report) if limit is None else None  # a partial evaluation is no run figure
+    if logged is not None:
+        typer.echo(f"added the scores to {logged}", err=True)
 
 
 def _report(report, format: Format, out: Path | None, per_class: bool) -> None:
@@ -190,7 +195,7 @@ def predict(
 
     files = collect_images(images)  # before loading the model: a missing image fails fast
     options = InferenceOptions(mode.value, crop, stride, flip, short)
-    model, taxonomy = _load(checkpoint)
+    model, taxonomy, _ = _load(checkpoint)
     progress, task = _progress(len(files), "predict")
     with progress:
         written = predict_images(model, images, out, dataset, options=options, device=device, taxonomy=taxonomy,

@@ -145,6 +145,7 @@ class OutputConfig(Section):
     dir: Path
     log_every: int = Field(10, ge=1, description="steps between progress lines (metrics are written every step)")
     checkpoint_every: int = Field(1000, ge=0, description="steps between resume checkpoints; 0: end of stages only")
+    tensorboard: bool = Field(False, description="also log to RUN_DIR/tensorboard (needs the tensorboard package)")
 
 
 class TrainConfig(Section):

@@ -169,6 +169,10 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
     for i, d in enumerate(config.data.datasets):
         datasets[d.name] = _open_dataset(d, config.run.seed, lambda field, msg, i=i: fail(f"data.datasets.{i}{field}", msg))
 
+    if config.output.tensorboard:
+        from hierseg.engine.tensorboard import check_available
+
+        check_available()
     payload = _check_run_dir(config, source, resume)
     return Prepared(config, source, datasets, config.model.name, kwargs, taxonomy, model_fn, payload)
 
@@ -364,12 +368,16 @@ class Trainer:
         self.offsets = [0]
         for stage in stages:
             self.offsets.append(self.offsets[-1] + self.stage_length(stage)[1])
-        self.log = None
+        self.log, self.tensorboard = None, None
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / "config.yaml",
                               yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
             self.log = MetricsLog(self.run_dir, self.config.data.names, at)
+            if self.config.output.tensorboard:
+                from hierseg.engine.tensorboard import TensorBoardLog
+
+                self.tensorboard = TensorBoardLog(self.run_dir, self.offsets[at[0]] + at[1] + 1 if at else None)
         outputs = {stage.name: stage.output for stage in stages[:first]}
         try:
             for stage in stages[first:]:
@@ -378,6 +386,8 @@ class Trainer:
         finally:
             if self.log is not None:
                 self.log.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
         return outputs
 
     def run_stage(self, stage: Stage, resume: dict[str, Any] | None) -> Path:
@@ -430,6 +440,8 @@ class Trainer:
                     step += 1
                     if self.log is not None:
                         self.log.write(record)
+                    if self.tensorboard is not None:
+                        self.tensorboard.write(record)
                     progress.update(record)
                     if self.on_step is not None:
                         self.on_step(record)
