@@ -48,16 +48,18 @@ class Judge:
     """Lookup tables that turn a prediction map into compact codes, and each code into a matrix column and kind."""
 
     space: str
-    codes: np.ndarray  # prediction value -> code; -1 for values the space does not define
+    codes: np.ndarray  # prediction value -> code (uint16); UNDEFINED for values the space does not define
     columns: np.ndarray  # code -> column of the K x (K + 1) matrix (K: no evaluated class)
     kinds: np.ndarray  # code -> index into KINDS
-    truth: np.ndarray  # ground-truth id -> class index, K for ids that are not evaluated, -1 for undefined ids
+    truth: np.ndarray  # ground-truth id -> class index (uint16), K for ids not evaluated, UNDEFINED for others
+
+    UNDEFINED = np.iinfo(np.uint16).max
 
     @classmethod
     def of(cls, taxonomy: Taxonomy, space: str, dataset: str, classes: EvalClasses) -> Judge:
         table = translation(taxonomy, space, dataset)
         k = len(classes)
-        codes = np.full(max(table.source.size, 256), -1, dtype=np.int64)
+        codes = np.full(max(table.source.size, 256), cls.UNDEFINED, dtype=np.uint16)
         columns, kinds = [], []
         for code, entry in enumerate(table.entries):
             codes[entry.source_id] = code
@@ -67,11 +69,15 @@ class Judge:
             scored = kind in ("equal", "finer") and entry.target_id < len(classes.lut)
             columns.append(int(classes.lut[entry.target_id]) if scored else k)
             kinds.append(KINDS.index(kind))
-        space_of_truth = label_space(taxonomy, dataset)
-        truth = np.full(max(space_of_truth.size, 256), -1, dtype=np.int64)
-        for value in (*space_of_truth.ids, space_of_truth.ignore):
+        truth_space = label_space(taxonomy, dataset)
+        truth = np.full(max(truth_space.size, 256), cls.UNDEFINED, dtype=np.uint16)
+        for value in (*truth_space.ids, truth_space.ignore):
             truth[value] = classes.lut[value] if value < len(classes.lut) else k
         return cls(space, codes, np.array(columns), np.array(kinds), truth)
+
+    @property
+    def bins(self) -> int:
+        return (int(self.truth[self.truth != self.UNDEFINED].max()) + 1) * len(self.columns)
 
 
 _state: dict[str, Any] = {}
@@ -79,6 +85,16 @@ _state: dict[str, Any] = {}
 
 def _init(judge: Judge, dataset: str, recode: tuple[Recode, ...], k: int) -> None:
     _state.update(judge=judge, dataset=dataset, recodes=recode, k=k)
+
+
+def _lookup(table: np.ndarray, values: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """``table[values]`` (uint16); a value the table does not define is a one-line error naming the file."""
+    if values.size and int(values.max()) >= len(table):
+        raise HiersegError(f"{path}: value {int(values.max())} is not a {what} label id")
+    out = np.take(table, values)
+    if out.size and int(out.max()) == Judge.UNDEFINED:
+        raise HiersegError(f"{path}: value {int(values[out == Judge.UNDEFINED].flat[0])} is not a {what} label id")
+    return out
 
 
 def _score_one(pair: tuple[Path, Path]) -> np.ndarray:
@@ -89,22 +105,18 @@ def _score_one(pair: tuple[Path, Path]) -> np.ndarray:
     if truth.shape != pred.shape:
         raise HiersegError(f"{pred_path}: prediction is {pred.shape[1]}x{pred.shape[0]} but its ground truth "
                            f"{truth_path.name} is {truth.shape[1]}x{truth.shape[0]}")
-    if truth.size and int(truth.max()) >= len(judge.truth):
-        raise HiersegError(f"{truth_path}: value {int(truth.max())} is not a {_state['dataset']} label id")
-    rows = np.take(judge.truth, truth)
-    if pred.size and int(pred.max()) >= len(judge.codes):
-        raise HiersegError(f"{pred_path}: value {int(pred.max())} is not a {judge.space} label id")
-    codes = np.take(judge.codes, pred)
-    if rows.size and (rows.min() < 0 or codes.min() < 0):
-        bad_truth = rows < 0
-        if bad_truth.any():
-            raise HiersegError(f"{truth_path}: value {int(truth[bad_truth].flat[0])} is not a {_state['dataset']} "
-                               "label id")
-        value = int(pred[codes < 0].flat[0])
-        raise HiersegError(f"{pred_path}: value {value} is not a {judge.space} label id")
-    n = len(judge.columns)
-    counts = np.bincount((rows * n + codes).ravel(), minlength=(_state["k"] + 1) * n)
-    return counts.reshape(_state["k"] + 1, n)
+    rows = _lookup(judge.truth, truth, truth_path, _state["dataset"])
+    codes = _lookup(judge.codes, pred, pred_path, judge.space)
+    n, shape = len(judge.columns), (_state["k"] + 1, len(judge.columns))
+    if judge.bins <= Judge.UNDEFINED:
+        # 16-bit joint codes: np.unique counts small integer types several times faster than np.bincount
+        joint = rows * np.uint16(n) + codes
+        values, counts = np.unique(joint, return_counts=True)
+        out = np.zeros(shape[0] * shape[1], dtype=np.int64)
+        out[values] = counts
+        return out.reshape(shape)
+    joint = rows.astype(np.int64) * n + codes
+    return np.bincount(joint.ravel(), minlength=shape[0] * shape[1]).reshape(shape)
 
 
 def _names(items: list[str], limit: int = 5) -> str:
