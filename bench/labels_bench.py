@@ -9,9 +9,10 @@ beside ``*_labelIds.png`` (``*_color.png`` RGBA, ``*_instanceIds.png`` 16-bit, `
 1. ``hierseg labels stats`` (layout listing + ``folder_stats``) and ``hierseg labels remap`` (layout listing +
    ``remap_folder`` cityscapes -> mapillary) in MP/s against a bare loop over the same labelIds files: PIL decode,
    ``np.take(lut, label)``, PIL encode (level 1), plain write. Aim: at least 0.8x the loop.
-2. ``hierseg eval --predictions`` (``score_predictions``) against the official ``cityscapesscripts`` evaluation
-   (``evaluateImgLists``, pure Python path as pip installs it) on the same files: as shipped (pixel and instance-
-   level scores, reads ``*_instanceIds.png``) and with ``evalInstLevelScore = False`` (pixel scores only).
+2. ``hierseg eval --predictions`` (``score_predictions``, one process and two) against the official
+   ``cityscapesscripts`` evaluation (``evaluateImgLists``, pure Python path as pip installs it) on the same files:
+   as shipped (pixel and instance-level scores, reads ``*_instanceIds.png``) and with ``evalInstLevelScore = False``
+   (pixel scores only).
 """
 
 from __future__ import annotations
@@ -150,11 +151,13 @@ def main() -> None:
             report = score_predictions(preds, "cityscapes", root, "val")
 
         t_ours = best(ours, args.repeat)
+        t_two = best(lambda: score_predictions(preds, "cityscapes", root, "val", workers=2), args.repeat)
         t_pixels = official(root, preds, instances=False)
         miou_pixels = official.miou  # type: ignore[attr-defined]
         t_full = official(root, preds, instances=True)
         print("\n2. scoring predictions, one process          s      MP/s   official / ours")
         print(f"   hierseg eval --predictions            {t_ours:7.1f}   {mp / t_ours:6.1f}   1.00")
+        print(f"     the same, --workers 2               {t_two:7.1f}   {mp / t_two:6.1f}   {t_two / t_ours:.2f}")
         print(f"   official, pixel scores only           {t_pixels:7.1f}   {mp / t_pixels:6.1f}   {t_pixels / t_ours:.1f}")
         print(f"   official as shipped (+ instance IoU)  {t_full:7.1f}   {mp / t_full:6.1f}   {t_full / t_ours:.1f}")
         print(f"   mIoU: ours {report.miou:.9f}, official {miou_pixels:.9f} "

@@ -75,10 +75,6 @@ class Judge:
             truth[value] = classes.lut[value] if value < len(classes.lut) else k
         return cls(space, codes, np.array(columns), np.array(kinds), truth)
 
-    @property
-    def bins(self) -> int:
-        return (int(self.truth[self.truth != self.UNDEFINED].max()) + 1) * len(self.columns)
-
 
 _state: dict[str, Any] = {}
 
@@ -88,35 +84,41 @@ def _init(judge: Judge, dataset: str, recode: tuple[Recode, ...], k: int) -> Non
 
 
 def _lookup(table: np.ndarray, values: np.ndarray, path: Path, what: str) -> np.ndarray:
-    """``table[values]`` (uint16); a value the table does not define is a one-line error naming the file."""
-    if values.size and int(values.max()) >= len(table):
-        raise HiersegError(f"{path}: value {int(values.max())} is not a {what} label id")
-    out = np.take(table, values)
-    if out.size and int(out.max()) == Judge.UNDEFINED:
-        raise HiersegError(f"{path}: value {int(values[out == Judge.UNDEFINED].flat[0])} is not a {what} label id")
-    return out
+    """``table[values]`` for the distinct values of a file; one it does not define is an error naming the file."""
+    bad = values[values >= len(table)]
+    if not len(bad):
+        out = table[values]
+        bad = values[out == Judge.UNDEFINED]
+        if not len(bad):
+            return out
+    raise HiersegError(f"{path}: value {int(bad[0])} is not a {what} label id")
 
 
 def _score_one(pair: tuple[Path, Path]) -> np.ndarray:
-    """``(K + 1, codes)`` pixel counts of one image: ground-truth class (K: not evaluated) by prediction code."""
+    """``(K + 1, codes)`` pixel counts of one image: ground-truth class (K: not evaluated) by prediction code.
+
+    The (truth, prediction) value pairs are counted first, one packed integer per pixel, and only the few distinct
+    pairs go through the lookup tables.
+    """
     truth_path, pred_path = pair
     judge: Judge = _state["judge"]
     truth, pred = read_dataset_label(truth_path, _state["recodes"]), read_label(pred_path)
     if truth.shape != pred.shape:
         raise HiersegError(f"{pred_path}: prediction is {pred.shape[1]}x{pred.shape[0]} but its ground truth "
                            f"{truth_path.name} is {truth.shape[1]}x{truth.shape[0]}")
-    rows = _lookup(judge.truth, truth, truth_path, _state["dataset"])
-    codes = _lookup(judge.codes, pred, pred_path, judge.space)
-    n, shape = len(judge.columns), (_state["k"] + 1, len(judge.columns))
-    if judge.bins <= Judge.UNDEFINED:
-        # 16-bit joint codes: np.unique counts small integer types several times faster than np.bincount
-        joint = rows * np.uint16(n) + codes
-        values, counts = np.unique(joint, return_counts=True)
-        out = np.zeros(shape[0] * shape[1], dtype=np.int64)
-        out[values] = counts
-        return out.reshape(shape)
-    joint = rows.astype(np.int64) * n + codes
-    return np.bincount(joint.ravel(), minlength=shape[0] * shape[1]).reshape(shape)
+    if truth.dtype == np.uint8 and pred.dtype == np.uint8:
+        bits, packed = 8, (truth.astype(np.uint16) << np.uint16(8)) | pred
+        counts = np.bincount(packed.ravel(), minlength=1 << 16)
+        values = np.flatnonzero(counts)
+        counts = counts[values]
+    else:  # 16-bit maps (tree predictions): too many pairs for a table, so count the distinct ones
+        bits, packed = 16, (truth.astype(np.uint32) << np.uint32(16)) | pred.astype(np.uint32)
+        values, counts = np.unique(packed, return_counts=True)
+    rows = _lookup(judge.truth, (values >> bits).astype(np.int64), truth_path, _state["dataset"])
+    codes = _lookup(judge.codes, (values & ((1 << bits) - 1)).astype(np.int64), pred_path, judge.space)
+    out = np.zeros((_state["k"] + 1, len(judge.columns)), dtype=np.int64)
+    np.add.at(out, (rows.astype(np.int64), codes.astype(np.int64)), counts)
+    return out
 
 
 def _names(items: list[str], limit: int = 5) -> str:
