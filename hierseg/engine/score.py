@@ -15,9 +15,9 @@ ground truth's label space, by the translation :func:`hierseg.taxonomy.translate
 
 The report is the one checkpoint evaluation gives (:class:`~hierseg.engine.evaluate.EvalReport`), with the pixel
 count of each kind. Every ground-truth file of the split needs exactly one prediction, found anywhere under the
-folder by name: the sample's stem, its image's stem or its label's stem, with ``.png``
-(``frankfurt_000000_000019*.png`` as the Cityscapes script looks for it, mmsegmentation's and ``hierseg predict``'s
-image-named files, ...).
+folder by name: the sample's stem, its image's stem or its label's stem, with ``.png`` (mmsegmentation's and
+``hierseg predict``'s image-named files, ...), or else ``STEM_<anything>.png`` as the Cityscapes script looks for
+``frankfurt_000000_000019*.png``.
 """
 
 from __future__ import annotations
@@ -130,14 +130,19 @@ def match_predictions(folder: Path, dataset: str, root: Path, split: str, truths
     """The prediction file of each ground-truth file; missing, extra or ambiguous files are one error line."""
     spec = layout(dataset)
     by_stem: dict[str, list[Path]] = {}
+    by_prefix: dict[str, list[Path]] = {}  # "frankfurt_000000_000019" -> files named frankfurt_000000_000019_*.png
     for path in sorted(folder.rglob("*.png")):
         if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
             by_stem.setdefault(path.stem, []).append(path)
+            parts = path.stem.split("_")
+            for i in range(1, len(parts)):
+                by_prefix.setdefault("_".join(parts[:i]), []).append(path)
     found, missing, clashes, used = [], [], [], set()
     for truth in truths:
         stem = spec.stem_of(truth)
         names = dict.fromkeys((stem, spec.image_of(root, split, stem).stem, truth.stem))
-        hits = [p for name in names for p in by_stem.get(name, [])]
+        # exact names first; then, as the Cityscapes script matches them, STEM_<anything>.png
+        hits = [p for name in names for p in by_stem.get(name, [])] or by_prefix.get(stem, [])
         if not hits:
             missing.append(stem)
         elif len(hits) > 1:

@@ -95,9 +95,9 @@ def test_tree_predictions_finer_right_coarser_wrong_void_not_comparable(tmp_path
     assert scores["car"].predicted == 0  # a coarse prediction is nobody's false positive
     assert report.comparison == {"space": "tree", "pixels": 18, "equal": 0, "finer": 6, "coarser": 6, "outside": 0,
                                  "not_comparable": 6}
-    # the same in Mapillary's ids: lane marking is finer than Cityscapes' road
+    # the same in Mapillary's ids (a file named as the Cityscapes script finds it): lane marking is finer than road
     m = {lb.name: lb.id for lb in load_spec("mapillary").labels}
-    lay.save(tmp_path / "pm" / f"{stem}_leftImg8bit.png", np.full(label.shape, m["marking--general"], np.uint8))
+    lay.save(tmp_path / "pm" / f"{stem}_pred.png", np.full(label.shape, m["marking--general"], np.uint8))
     report = score_predictions(tmp_path / "pm", "cityscapes", root, "val", "mapillary")
     assert report.comparison["finer"] == 18
     assert {c.name: c.iou for c in report.metrics.classes}["road"] == 6 / 18
