@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     import networkx as nx
 
 
-
 def _shipped_dir() -> Path:
     """The folder of the shipped artifacts: ``data/`` of a checkout, ``hierseg/artifacts/`` of an installed wheel."""
     from importlib import resources
@@ -33,8 +32,8 @@ DEFAULT_ARTIFACT = SHIPPED / "taxonomy" / "dsspn359.json"
 LABEL_MAP_DIR = SHIPPED / "label_maps"
 # The repository root when running from a checkout (its pyproject.toml beside data/); None in an installed wheel,
 # where `taxonomy build` must be told where to write (it never writes into site-packages by default).
-REPO_ROOT: Path | None = SHIPPED.parent if (SHIPPED.parent / "pyproject.toml").is_file() and SHIPPED.name == "data" \
-    else None
+_CHECKOUT = SHIPPED.name == "data" and (SHIPPED.parent / "pyproject.toml").is_file()
+REPO_ROOT: Path | None = SHIPPED.parent if _CHECKOUT else None
 
 
 def shipped_label_map(dataset: str) -> str:

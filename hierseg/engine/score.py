@@ -196,9 +196,8 @@ def score_predictions(folder: str | Path, dataset: str, root: str | Path, split:
     onehot = np.zeros((len(judge.columns), k + 1), dtype=np.int64)
     onehot[np.arange(len(judge.columns)), judge.columns] = 1
     matrix = scored @ onehot
-    per_kind = np.bincount(judge.kinds, weights=scored.sum(0), minlength=len(KINDS))
-    comparison = {"space": space, "pixels": int(scored.sum()), **{kind: int(n) for kind, n in zip(KINDS, per_kind,
-                                                                                                   strict=True)}}
+    per_kind = np.bincount(judge.kinds, weights=scored.sum(0), minlength=len(KINDS))  # float64: exact below 2**53
+    comparison = {"space": space, "pixels": int(scored.sum()), **dict(zip(KINDS, map(int, per_kind), strict=True))}
     settings = {"predictions": str(folder), "space": space}
     return EvalReport(dataset, split, len(truths), time.perf_counter() - start, compute_metrics(matrix, classes),
                       settings, comparison)
