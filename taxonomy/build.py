@@ -21,11 +21,11 @@ from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.io import atomic_write_text
 from hierseg.taxonomy.mergespec import MergeSpec, concept_id, load_merge_spec
 from hierseg.taxonomy.specs import DATASETS, SPEC_DIR, DatasetSpec, load_spec
-from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, REPO_ROOT, Taxonomy
+from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, LABEL_MAP_DIR, Taxonomy
 from hierseg.taxonomy.validate import validate_artifact
 
 FORMAT = "hierseg-taxonomy/1"
-DEFAULT_LABEL_MAP_DIR = REPO_ROOT / "data" / "label_maps"
+DEFAULT_LABEL_MAP_DIR = LABEL_MAP_DIR
 
 
 class BuildError(HiersegError):

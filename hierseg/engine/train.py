@@ -154,8 +154,13 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
         except HiersegError as exc:
             raise fail("model.kwargs.taxonomy", str(exc)) from None
     if config.model.backbone_weights is not None:
-        if not config.model.backbone_weights.is_file():
-            raise fail("model.backbone_weights", f"{config.model.backbone_weights}: no such file")
+        from hierseg.models.backbone import weights_source
+
+        try:
+            weights_source(config.model.backbone_weights)  # a local file or a hub id; downloads happen at build
+        except HiersegError:
+            raise fail("model.backbone_weights", f"{config.model.backbone_weights}: no such file (or name hub weights: "
+                                                 "timm/<name>, hf-hub:<org>/<repo>)") from None
         kwargs["backbone_weights"] = str(config.model.backbone_weights)
     if config.init.backbone_from is not None and not config.init.backbone_from.is_file():
         raise fail("init.backbone_from", f"{config.init.backbone_from}: no such checkpoint")
@@ -164,6 +169,10 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
     for i, d in enumerate(config.data.datasets):
         datasets[d.name] = _open_dataset(d, config.run.seed, lambda field, msg, i=i: fail(f"data.datasets.{i}{field}", msg))
 
+    if config.output.tensorboard:
+        from hierseg.engine.tensorboard import check_available
+
+        check_available()
     payload = _check_run_dir(config, source, resume)
     return Prepared(config, source, datasets, config.model.name, kwargs, taxonomy, model_fn, payload)
 
@@ -306,8 +315,9 @@ class Trainer:
         weights = [d.weight for d in chosen] if len(chosen) > 1 and chosen[0].weight is not None else None
         acc = self.config.optim.accumulate
         loader, sampler = multi_dataset_loader(
-            [self.p.datasets[name] for name in stage.datasets], chosen[0].batch_size, weights, self.config.run.seed,
-            rank, world_size, self.config.data.workers, stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
+            [self.p.datasets[name] for name in stage.datasets], [d.batch_size for d in chosen], weights,
+            self.config.run.seed, rank, world_size, self.config.data.workers,
+            stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
         loader.worker_init_fn = _ignore_signals
         # Worker seeds from the loader's own generator, so opening a loader mid-epoch after a resume leaves the
         # global RNG (dropout) exactly where an uninterrupted run has it.
@@ -325,8 +335,8 @@ class Trainer:
             weights = [d.weight for d in chosen] if len(chosen) > 1 and chosen[0].weight is not None else None
             try:
                 sampler = MultiDatasetBatchSampler(
-                    [len(self.p.datasets[name]) for name in stage.datasets], chosen[0].batch_size, weights, 0, 0,
-                    self.info.world_size, stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
+                    [len(self.p.datasets[name]) for name in stage.datasets], [d.batch_size for d in chosen], weights,
+                    0, 0, self.info.world_size, stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
             except HiersegError as exc:
                 raise HiersegError(f"{self.p.source}: data.datasets: {exc}") from None
         per_epoch = len(sampler) // acc
@@ -358,12 +368,16 @@ class Trainer:
         self.offsets = [0]
         for stage in stages:
             self.offsets.append(self.offsets[-1] + self.stage_length(stage)[1])
-        self.log = None
+        self.log, self.tensorboard = None, None
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / "config.yaml",
                               yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
             self.log = MetricsLog(self.run_dir, self.config.data.names, at)
+            if self.config.output.tensorboard:
+                from hierseg.engine.tensorboard import TensorBoardLog
+
+                self.tensorboard = TensorBoardLog(self.run_dir, self.offsets[at[0]] + at[1] + 1 if at else None)
         outputs = {stage.name: stage.output for stage in stages[:first]}
         try:
             for stage in stages[first:]:
@@ -372,6 +386,8 @@ class Trainer:
         finally:
             if self.log is not None:
                 self.log.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
         return outputs
 
     def run_stage(self, stage: Stage, resume: dict[str, Any] | None) -> Path:
@@ -424,6 +440,8 @@ class Trainer:
                     step += 1
                     if self.log is not None:
                         self.log.write(record)
+                    if self.tensorboard is not None:
+                        self.tensorboard.write(record)
                     progress.update(record)
                     if self.on_step is not None:
                         self.on_step(record)
