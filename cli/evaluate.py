@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ from hierseg.cli.choices import Format, choices
 from hierseg.taxonomy.errors import HiersegError
 
 Mode = choices("Mode", "whole", "slide")
+_DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 CheckpointOption = Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file written by `hierseg train`.")]
 ModeOption = Annotated[Mode, typer.Option(help="whole: the full image at once; slide: --crop windows every --stride.")]
@@ -77,7 +79,8 @@ def _progress(total: int | None, label: str):
 def evaluate(
     root: Annotated[Path, typer.Argument(help="Dataset root in its official layout.")],
     checkpoint: CheckpointOption,
-    dataset: Annotated[str, typer.Option(help="coco_stuff, ade20k, cityscapes or mapillary.")],
+    dataset: Annotated[str, typer.Option(help="coco_stuff, ade20k, cityscapes, mapillary, or a dataset added to the "
+                                         "checkpoint's tree (taxonomy build --add).")],
     split: Annotated[str, typer.Option(help="Split of the layout; val and train also name ADE20K's validation, "
                                        "COCO-Stuff's val2017, ...")] = "val",
     format: Annotated[Format, typer.Option("--format", help="table (rich), csv or json (fractions, not %).")] = Format.table,
@@ -97,9 +100,9 @@ def evaluate(
     """Score a checkpoint on a dataset split in the dataset's own ids: mIoU, pixel and class-average accuracy,
     mIoU by tree depth, and optionally every class."""
     from hierseg.data.layouts import dataset_root
-    from hierseg.taxonomy.specs import load_spec
 
-    load_spec(dataset)
+    if not _DATASET_NAME.match(dataset):
+        raise HiersegError(f"--dataset {dataset!r}: not a dataset name")
     _check_checkpoint(checkpoint)
     if not dataset_root(dataset, root).is_dir():
         raise HiersegError(f"{root}: no such dataset root")

@@ -57,7 +57,8 @@ def test_defaults_are_the_papers_optimiser() -> None:
     (["optim.lr_hed=0.1"], "optim.lr_hed: unknown field (allowed: lr_head, lr_backbone,"),
     (["schedule.steps=10"], "schedule.epochs: give exactly one of epochs or steps"),
     (["data.datasets.1.name=cityscapes"], "data.datasets.1.name: cityscapes is listed twice"),
-    (["data.datasets.0.name=pascal"], "data.datasets.0.name: Input should be 'coco_stuff', 'ade20k',"),
+    (["data.datasets.0.name=pascal"], "data.datasets.0.name: 'pascal' is not a built-in dataset (coco_stuff, ade20k,"),
+    (["data.datasets.0.name=Pascal VOC"], "data.datasets.0.name: String should match pattern"),
     (["data.datasets.0.weight=2"], "data.datasets.1.weight: give every dataset a weight, or none"),
     (["data.datasets.1.batch_size=6"], "data.datasets.1.batch_size: joint training uses one batch size; 6 here, "
                                        "8 for cityscapes"),
