@@ -375,8 +375,10 @@ def _dataset_entry(addition: DatasetAddition) -> dict[str, Any]:
         if label.synonyms:
             row["synonyms"] = list(label.synonyms)
         row["color"] = list(label.color) if label.color is not None else None
-        # A void label has no concept to predict, so it is not scored unless the table says otherwise.
-        row["evaluated"] = label.evaluated if label.id in addition.table.evaluated_given else label.id not in void
+        # A void label has no concept to predict, so it is not scored unless the table says otherwise; a background
+        # value is predicted where the tree sees none of the dataset's classes, and scored as the benchmark does.
+        default = label.id not in void or label.id == addition.background
+        row["evaluated"] = label.evaluated if label.id in addition.table.evaluated_given else default
         for key in ("description", "synset"):
             if label.extra.get(key):
                 row[key] = label.extra[key]

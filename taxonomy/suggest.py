@@ -14,7 +14,8 @@ evidence add up and repeats of one kind barely do):
 - ``hypernym``: the nearest concepts whose synsets lie on a sense's hypernym paths (the label is a kind of them);
   ``hyponym``: concepts whose synsets lie below a sense (the label is coarser than them). Both decay with the
   WordNet distance and never make a match on their own: they place a proposed new concept.
-- ``description``: the share of the description's content words found in a concept's definition and names.
+- ``description``: the share of the description's content words found in a concept's definition and names, each
+  word weighted by how rare it is among the concepts' texts.
 
 A label is matched to the best concept when that concept has direct evidence (a name, synonym, group, part or
 synset) and a score of at least :data:`MATCH_SCORE`; otherwise a new concept is proposed (its synset the best sense,
@@ -26,6 +27,7 @@ its parent the deepest concept the hypernym or hyponym evidence points at) and f
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +51,8 @@ DIRECT = ("name", "synonym", "group", "part", "synset", "given synset")
 STRENGTH = {"name": 0.9, "synonym": 0.75, "group": 0.5, "part": 0.45, "synset": 0.8, "given synset": 0.95,
             "hypernym": 0.45, "hyponym": 0.3, "description": 0.35}
 DECAY = 0.8  # per WordNet step of a hypernym or hyponym path
+DESCRIPTION_SHARE = 0.25  # the least share of a description's word weight a concept must hold to count
+HYPONYM_STEPS = 2  # a general word (thing, device) is above half the tree; only near hyponyms say where a label goes
 _GROUP = re.compile(r"^(.*\S)[ _-]+(stuff|things)$")
 _STOP = frozenset("a an the of or and for in on at to by with from as is are be it its this that which who used "
                   "usually often any other such some not no etc e g i".split())
@@ -177,6 +181,13 @@ class Suggester:
                 for other in names[1:]:
                     self._add(other, cid, "synonym", f"{dataset} label {label_id} {label.name!r}")
                 self.text[cid] |= {w for n in names for w in _words(n)}
+        # Word weights for descriptions: a word in many concepts' texts (small, large) says little.
+        frequency: dict[str, int] = {}
+        for words in self.text.values():
+            for word in words:
+                frequency[word] = frequency.get(word, 0) + 1
+        self._idf_default = math.log(len(self.text) + 1)
+        self.idf = {w: math.log((len(self.text) + 1) / (n + 1)) for w, n in frequency.items()}
         # Below each synset: the concepts whose synsets descend from it, with the distance (hyponym evidence).
         self.below: dict[Any, list[tuple[str, int]]] = {}
         for cid, synset in self.synset_of.items():
@@ -303,16 +314,20 @@ class Suggester:
                 add(cid, "hypernym", f"{synset.name()} ({how}) is a kind of {path}", STRENGTH["hypernym"] * weight
                     * DECAY ** (distance - 1))
             for cid, distance in self.below.get(synset, ()):
+                if distance > HYPONYM_STEPS:
+                    continue
                 add(cid, "hyponym", f"{self.synset_of[cid].name()} is a kind of {synset.name()} ({how})",
                     STRENGTH["hyponym"] * weight * DECAY ** (distance - 1))
         if description:
+            weight = {w: self.idf.get(w, self._idf_default) for w in description}
+            total = sum(weight.values()) or 1.0
             for cid, words in self.text.items():
                 shared = description & words
-                if len(shared) >= 2 or (shared and len(description) <= 2):
-                    add(cid, "description", f"shares {', '.join(sorted(shared))}",
-                        STRENGTH["description"] * len(shared) / len(description))
+                share = sum(weight[w] for w in shared) / total
+                if share >= DESCRIPTION_SHARE:
+                    add(cid, "description", f"shares {', '.join(sorted(shared))}", STRENGTH["description"] * share)
         ranked = self._rank(evidence)
-        return self._decide(label, ranked, best_sense, line)
+        return self._decide(label, ranked, best_sense, line, bool(description))
 
     def _hypernym_hits(self, synset: Any) -> list[tuple[str, int, str]]:
         """The nearest concepts up each hypernym path of ``synset``: ``(concept, distance, path text)``."""
@@ -355,7 +370,8 @@ class Suggester:
         out.sort(key=lambda c: (-round(c.score, 6), depth[c.concept], order[c.concept]))
         return out
 
-    def _decide(self, label: Label, ranked: list[Candidate], senses: dict[Any, float], line: int | None) -> Suggestion:
+    def _decide(self, label: Label, ranked: list[Candidate], senses: dict[Any, float], line: int | None,
+                described: bool = False) -> Suggestion:
         best = ranked[0] if ranked else None
         if best is not None and best.direct and best.score >= MATCH_SCORE:
             second = ranked[1].score if len(ranked) > 1 else 0.0
@@ -363,9 +379,10 @@ class Suggester:
             firm = any(e.kind in ("name", "given synset") or (e.kind == "synset" and e.strength >= STRENGTH["synset"])
                        for e in best.evidence)
             close = best.score - second < CLOSE
-            review = best.score < SURE_SCORE or close or not firm
-            note = ("close to the next candidate" if close else "" if firm
-                    else "matched through a synonym or a rarer sense only")
+            unsupported = described and not any(e.kind == "description" for e in best.evidence)
+            review = best.score < SURE_SCORE or close or not firm or unsupported
+            note = ("close to the next candidate" if close else "matched through a synonym or a rarer sense only"
+                    if not firm else "the description shares nothing with it" if unsupported else "")
             return Suggestion(label.id, label.name, "match", best.concept, best.score, review, best.evidence,
                               tuple(ranked[1:3]), line=line, note=note)
         new = self._propose(label, ranked, senses)
@@ -376,18 +393,18 @@ class Suggester:
     def _propose(self, label: Label, ranked: list[Candidate], senses: dict[Any, float]) -> NewConcept:
         tax = self.taxonomy
         synset = max(senses, key=lambda s: senses[s]) if senses else None
-        # Where the evidence places it: below a hypernym concept, or beside the concepts it is coarser than.
+        # Where the best sense goes: below its nearest hypernym concepts, or beside the concepts directly below it
+        # (bedclothes beside blanket); the deepest of them, as the most specific.
         places: dict[str, float] = {}
-        for cand in ranked:
-            for item in cand.evidence:
-                if item.kind == "hypernym":
-                    places[cand.concept] = max(places.get(cand.concept, 0.0), item.strength)
-                elif item.kind == "hyponym" and tax[cand.concept].parent is not None:
-                    parent = tax[cand.concept].parent
-                    places[parent] = max(places.get(parent, 0.0), item.strength)
+        if synset is not None:
+            for cid, distance, _ in self._hypernym_hits(synset):
+                places[cid] = max(places.get(cid, 0.0), DECAY ** (distance - 1))
+            for cid, distance in self.below.get(synset, ()):
+                parent = tax[cid].parent
+                if distance == 1 and parent is not None:
+                    places[parent] = max(places.get(parent, 0.0), STRENGTH["hyponym"] / STRENGTH["hypernym"])
         if places:
-            top = max(places.values())
-            parent = max((p for p, s in places.items() if s >= 0.5 * top), key=lambda p: (tax[p].depth, places[p]))
+            parent = max(places, key=lambda p: (tax[p].depth, places[p]))
         elif ranked:
             parent = ranked[0].concept
         else:

@@ -119,6 +119,27 @@ class Predictor:
             self._class_ids = torch.tensor(ids, dtype=torch.int64)
         if self.options.flip and self.outputs is None:
             raise HiersegError("flip averaging needs class scores; this model only predicts labels (drop --flip)")
+        self._background = self._background_lut(taxonomy)
+        if self._background is not None:
+            self.dataset = None  # predict tree concepts, then map them (below)
+
+    def _background_lut(self, taxonomy: Taxonomy | None) -> torch.Tensor | None:
+        """For a dataset whose spec names a background value (VOC's 0: none of its classes): tree concept index ->
+        dataset id, with every concept the dataset does not label on the background. A model that predicts the tree
+        (DSSPN, universal outputs) then says "background" where it sees road or sky, as the dataset's benchmark asks;
+        restricted to the dataset's own labels it never could."""
+        if self.dataset is None or taxonomy is None or isinstance(self.outputs, RawClasses | DatasetClasses):
+            return None
+        background = taxonomy.artifact.get("datasets", {}).get(self.dataset, {}).get("background")
+        if background is None:
+            return None
+        from hierseg.taxonomy.translate import translation
+
+        lut = torch.full((len(taxonomy),), int(background), dtype=torch.int64)
+        for entry in translation(taxonomy, TREE, self.dataset).entries:
+            if entry.relation in ("equal", "coarser") and entry.source_id < len(lut):
+                lut[entry.source_id] = entry.target_id
+        return lut
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -131,6 +152,8 @@ class Predictor:
             ids = self._from_ids(image, size)
         if self._class_ids is not None:
             ids = self._class_ids.to(ids.device)[ids]
+        if self._background is not None:
+            ids = self._background.to(ids.device)[ids]
         return ids
 
     def _windows(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
