@@ -20,8 +20,9 @@ evidence add up and repeats of one kind barely do):
 A label is matched to the best concept when that concept has direct evidence (a name, synonym, group, part or
 synset) and a score of at least :data:`MATCH_SCORE`; otherwise a new concept is proposed (its synset the best sense,
 its parent the deepest concept the hypernym or hyponym evidence points at) and flagged for review. Catch-all names
-(``background``, ``void``, ``unlabeled``, ...) are suggested as void. Every suggestion with a score under
-:data:`SURE_SCORE`, or whose best and second-best concepts are within :data:`CLOSE` of each other, is flagged too.
+(``background``, ``void``, ``unlabeled``, ...) are suggested as void. A match is flagged for review when its score is
+under :data:`SURE_SCORE`, the next concept is within :data:`CLOSE`, it rests on a synonym or a rarer sense only, or
+the label's description shares nothing with it.
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ class Suggester:
         found = list(self.names.get(key, ()))
         words = key.split()
         if words:
-            base = self.wordnet.morphy(words[-1].replace(" ", "_"), "n")
+            base = self.wordnet.morphy(words[-1], "n")
             if base and base != words[-1]:
                 found += self.names.get(" ".join([*words[:-1], base]), ())
         found += [e for e in self.names.get(f"#{key.replace(' ', '')}", ()) if e not in found]
@@ -262,10 +263,10 @@ class Suggester:
             out.append((synset, weight, f"{how} sense {rank + 1}"))
         return out
 
-    def _terms(self, label: Label) -> list[tuple[str, float]]:
-        """The names to look up, with their weight: the name, its synonyms, the compound's two parts."""
-        terms = [(label.name, 1.0)] + [(s, 0.8) for s in label.synonyms]
-        return terms
+    @staticmethod
+    def _terms(label: Label) -> list[tuple[str, float]]:
+        """The names to look up, with their weight: the name, then its synonyms."""
+        return [(label.name, 1.0)] + [(s, 0.8) for s in label.synonyms]
 
     def suggest_label(self, label: Label, line: int | None = None) -> Suggestion:
         key = normalize(label.name)
@@ -529,13 +530,12 @@ def spec_stub(report: SuggestReport, table: str, taxonomy: Taxonomy) -> str:
     comment per line with the score, the evidence and the alternatives (``REVIEW`` where a person must look)."""
     name = report.dataset
     ignore = report.ignore
+    adds = any(s.status == "new" for s in report.suggestions)
     lines = [
-        f"# Dataset spec for {name}, drafted by `hierseg taxonomy suggest` from {report.table.path.name} against the",
-        f"# tree {taxonomy.artifact.get('name', 'tree')} ({len(taxonomy)} concepts). Check every line marked REVIEW,",
-        "# replace every TODO, then build the extended tree:",
-        "#   hierseg taxonomy build --add THIS_FILE --out tree.json" + ("   (--any-size: it adds concepts)"
-                                                                     if any(s.status == "new" for s in report.suggestions)
-                                                                     else ""),
+        f"# Dataset spec for {name}, drafted by `hierseg taxonomy suggest` from {report.table.path.name}",
+        f"# against the tree {taxonomy.artifact.get('name', 'tree')} ({len(taxonomy)} concepts).",
+        "# Check every line marked REVIEW, replace every TODO, then build the extended tree:",
+        "#   hierseg taxonomy build --add THIS_FILE --out tree.json" + (" --any-size  (it adds concepts)" if adds else ""),
         f"dataset: {name}",
         f"title: {_quote(name)}",
         f"table: {_quote(table)}",
