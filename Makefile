@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup wordnet demo test lint bench clean
+.PHONY: setup wordnet demo voc test lint bench clean
 
 setup: $(STAMP) wordnet
 
@@ -37,6 +37,18 @@ demo: setup
 	$(HIERSEG) plot $(DEMO)/run --out $(DEMO)/curves.png
 	$(HIERSEG) predict --checkpoint $(DEMO)/run/model.pt --dataset cityscapes $(DEMO)/data/cityscapes/leftImg8bit/val --out $(DEMO)/predictions
 	for ds in $(DATASETS); do $(HIERSEG) eval --checkpoint $(DEMO)/run/model.pt --dataset $$ds $(DEMO)/data/$$ds || exit 1; done
+
+# The README's worked example of a dataset added to the tree: PASCAL VOC 2012 joins it (taxonomy/specs/pascal_voc.yaml),
+# and a small universal DSSPN trains on synthetic VOC + Cityscapes and is scored in VOC's own ids.
+VOC := build/voc
+voc: setup
+	$(HIERSEG) taxonomy build --add taxonomy/specs/pascal_voc.yaml --out $(VOC)/tree.json
+	$(HIERSEG) taxonomy stats $(VOC)/tree.json
+	$(HIERSEG) data synth --dataset pascal_voc --taxonomy $(VOC)/tree.json --out $(VOC)/data/pascal_voc --n 8 --size 128
+	$(HIERSEG) data synth --dataset cityscapes --out $(VOC)/data/cityscapes --n 8 --size 128
+	rm -rf $(VOC)/run  # a run folder is only reused with --resume
+	$(HIERSEG) train --config configs/synth_dsspn_resnet18_voc_cityscapes.yaml
+	$(HIERSEG) eval --checkpoint $(VOC)/run/model.pt --dataset pascal_voc $(VOC)/data/pascal_voc --per-class
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ from hierseg.cli.choices import Format, choices
 from hierseg.taxonomy.errors import HiersegError
 
 Mode = choices("Mode", "whole", "slide")
+_DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 CheckpointOption = Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file written by `hierseg train`.")]
 ModeOption = Annotated[Mode, typer.Option(help="whole: the full image at once; slide: --crop windows every --stride.")]
@@ -88,7 +90,8 @@ def _progress(total: int | None, label: str):
 
 def evaluate(
     root: Annotated[Path, typer.Argument(help="Dataset root in its official layout.")],
-    dataset: Annotated[str, typer.Option(help="coco_stuff, ade20k, cityscapes or mapillary.")],
+    dataset: Annotated[str, typer.Option(help="coco_stuff, ade20k, cityscapes, mapillary, or a dataset added to the "
+                                         "checkpoint's tree (taxonomy build --add).")],
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint file written by `hierseg "
                                                     "train` (or give --predictions).")] = None,
     predictions: Annotated[Path | None, typer.Option(help="Score a folder of prediction PNGs instead of a "
@@ -119,11 +122,14 @@ def evaluate(
     from hierseg.data.layouts import dataset_root
     from hierseg.taxonomy.specs import load_spec
 
-    load_spec(dataset)
+    if not _DATASET_NAME.match(dataset):
+        raise HiersegError(f"--dataset {dataset!r}: not a dataset name")
     if (checkpoint is None) == (predictions is None):
         raise HiersegError("give --checkpoint (a model to run) or --predictions (a folder of label PNGs), not both")
     if space is not None and predictions is None:
         raise HiersegError("--space is the label space of --predictions; a checkpoint predicts in --dataset's ids")
+    if predictions is not None:
+        load_spec(dataset)  # predictions are scored through the shipped tree: a built-in dataset
     if checkpoint is not None:
         _check_checkpoint(checkpoint)
     if not dataset_root(dataset, root).is_dir():

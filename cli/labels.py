@@ -50,11 +50,15 @@ def _label_files(dataset: str, folder: Path, split: str | None, pattern: str | N
     return files, recodes(dataset)
 
 
-def _graph():
+TreeOption = Annotated[Path | None, typer.Option("--taxonomy", help="Tree artifact (default: the shipped one); an "
+                                                  "extended tree (taxonomy build --add) knows its added datasets.")]
+
+
+def _graph(path: Path | None = None):
     from hierseg.taxonomy.neurons import NeuronGraph
     from hierseg.taxonomy.tree import Taxonomy
 
-    return NeuronGraph(Taxonomy.load())
+    return NeuronGraph(Taxonomy.load(path))
 
 
 @app.command()
@@ -64,6 +68,7 @@ def export(
     format: Annotated[LabelFormat, typer.Option("--format", help="csv/json tables, or npy: the lookup table "
                                                 "for np.take(lut, label).")] = LabelFormat.csv,
     out: Annotated[Path | None, typer.Option(help="Output file (default: stdout; npy needs a file).")] = None,
+    taxonomy: TreeOption = None,
 ) -> None:
     """Export a label map, or the translation to another dataset or the tree with each label's relation."""
     from hierseg.cli.output import emit
@@ -71,7 +76,7 @@ def export(
 
     if format is LabelFormat.npy and out is None:
         raise HiersegError("--format npy writes binary data; name a file with --out")
-    emit(export_labels(_graph(), dataset, to, format.value), out)
+    emit(export_labels(_graph(taxonomy), dataset, to, format.value), out)
 
 
 @app.command()
@@ -86,6 +91,7 @@ def remap(
     workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 1,
     unknown: Annotated[Unknown, typer.Option(help="A value the source does not define: stop (error) or map it "
                                              "to ignore and count it.")] = Unknown.error,
+    taxonomy: TreeOption = None,
 ) -> None:
     """Rewrite the label files of a dataset split (or of a folder, with --glob) in another dataset's ids under DST.
     Re-running skips finished files."""
@@ -94,7 +100,7 @@ def remap(
     from hierseg.taxonomy.annotations import remap_folder
     from hierseg.taxonomy.translate import translation
 
-    graph = _graph()
+    graph = _graph(taxonomy)
     table = translation(graph.taxonomy, source, target)
     files, recodes = _label_files(source, src, split, glob)
     columns = (TextColumn("remap"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -126,13 +132,14 @@ def stats(
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size for activated neurons per batch.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the shuffle that forms the batches.")] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 1,
+    taxonomy: TreeOption = None,
 ) -> None:
     """Images, pixel and image frequency per label and per concept, activated neurons per image and per batch."""
     from hierseg.taxonomy.labelstats import folder_stats
 
     files, recodes = _label_files(dataset, root, split, glob)
-    data = folder_stats(_graph(), dataset, root, batch_size=batch_size, seed=seed, workers=workers, files=files,
-                        recodes=recodes)
+    data = folder_stats(_graph(taxonomy), dataset, root, batch_size=batch_size, seed=seed, workers=workers,
+                        files=files, recodes=recodes)
     if format is Format.json:
         typer.echo(json.dumps(data, indent=1))
         return

@@ -30,7 +30,8 @@ def main() -> None:
     try:
         app()
     except HiersegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in getattr(exc, "problems", None) or [str(exc)]:  # a ProblemList: one line per problem
+            print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -12,14 +13,15 @@ from typing import Annotated
 
 import typer
 
-from hierseg.cli.choices import Format, GraphFormat, GraphKind
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.cli.choices import Format, GraphFormat, GraphKind, SuggestFormat
+from hierseg.taxonomy.errors import HiersegError, ProblemList
 from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, Taxonomy
 
 app = typer.Typer(no_args_is_help=True, help="Build, validate and inspect the concept tree.")
 
 ArtifactArg = Annotated[Path | None, typer.Argument(help="Tree artifact (default: the shipped dsspn359.json).")]
 _MARKS = {"coco_stuff": "C", "ade20k": "A", "cityscapes": "S", "mapillary": "M"}
+_DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @app.command()
@@ -32,6 +34,8 @@ def build(
                                                "coco_stuff_hierarchy.csv to try another merge (label tables "
                                                "stay the shipped ones).")] = None,
     any_size: Annotated[bool, typer.Option(help="Accept a tree other than 359 concepts / depth 5.")] = False,
+    add: Annotated[list[Path] | None, typer.Option("--add", help="Dataset spec to add to the tree (repeatable; see "
+                                                   "taxonomy/specs/pascal_voc.yaml). Needs --out.")] = None,
 ) -> None:
     """Build the tree from the label specs, the merge spec and WordNet 3.0, validate it and write it."""
     from hierseg.taxonomy.build import DEFAULT_LABEL_MAP_DIR, BuildError, build_artifact, write_outputs
@@ -44,6 +48,9 @@ def build(
                                "(the shipped tree is never overwritten in site-packages)")
         out = DEFAULT_ARTIFACT
     start = time.perf_counter()
+    additions = _load_additions(add or [])
+    if additions and out.resolve() == DEFAULT_ARTIFACT:
+        raise HiersegError("--add builds an extended tree; name its file with --out (the default is the shipped tree)")
     expect = {"expect_concepts": None, "expect_max_depth": None} if any_size else None
     try:
         artifact = build_artifact(specs or SPEC_DIR, expect=expect)
@@ -51,14 +58,98 @@ def build(
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         raise typer.Exit(2) from None
+    if additions:
+        from hierseg.taxonomy.extend import extend_artifact
+        from hierseg.taxonomy.wordnet import load_wordnet
+
+        artifact = extend_artifact(artifact, additions, load_wordnet(), any_size=any_size)
     if label_maps is None:
         label_maps = DEFAULT_LABEL_MAP_DIR if out.resolve() == DEFAULT_ARTIFACT.resolve() else out.parent / "label_maps"
     written = write_outputs(artifact, out, label_maps)
     depth = max(c["depth"] for c in artifact["concepts"])
-    typer.echo(f"built {len(artifact['concepts'])} concepts, maximal depth {depth}, in "
+    added = "".join(f"; added {a.name} ({len(a.table.labels)} labels, {len(a.merge.added)} new concepts)"
+                    for a in additions)
+    typer.echo(f"built {len(artifact['concepts'])} concepts, maximal depth {depth}{added}, in "
                f"{time.perf_counter() - start:.1f} s")
     for path in written:
         typer.echo(f"wrote {path}")
+
+
+def _load_additions(paths: list[Path]) -> list:
+    """Every spec read and checked; the problems of all of them reported together."""
+    from hierseg.taxonomy.extend import load_addition
+
+    additions, problems = [], []
+    for path in paths:
+        try:
+            additions.append(load_addition(path))
+        except ProblemList as exc:
+            problems += exc.problems
+        except HiersegError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ProblemList(problems)
+    return additions
+
+
+@app.command()
+def suggest(
+    labels: Annotated[Path, typer.Option("--labels", help="Label CSV: id,name and optionally synonyms (;-separated), "
+                                         "description, synset (WordNet 3.0, e.g. dog.n.01).")],
+    path: ArtifactArg = None,
+    dataset: Annotated[str | None, typer.Option(help="Name of the new dataset, lower snake case (default: from "
+                                                "the file name).")] = None,
+    format: Annotated[SuggestFormat, typer.Option("--format", help="table, json (a record per label) or yaml (a "
+                                                  "dataset spec stub for build --add).")] = SuggestFormat.table,
+    out: Annotated[Path | None, typer.Option(help="Output file (default: stdout).")] = None,
+) -> None:
+    """For each label of a new dataset: the concept it most likely denotes, the evidence, two alternatives; a new
+    concept (parent and synset) where none fits. Lines to check are flagged for review."""
+    import os
+
+    from hierseg.cli.output import emit
+    from hierseg.taxonomy.extend import RESERVED
+    from hierseg.taxonomy.labeltable import read_label_table
+    from hierseg.taxonomy.mergespec import concept_id
+    from hierseg.taxonomy.suggest import spec_stub, suggest_table
+    from hierseg.taxonomy.wordnet import load_wordnet
+
+    taxonomy = Taxonomy.load(path)
+    name = dataset or concept_id(labels.stem)
+    if not name or not name[0].isalpha():
+        name = f"dataset_{name}"
+    if not _DATASET_NAME.match(name):
+        raise HiersegError(f"--dataset {name!r}: a dataset name is lower snake case (e.g. pascal_voc)")
+    if name in taxonomy.datasets or name in RESERVED:
+        raise HiersegError(f"--dataset {name!r}: the tree already has a dataset (or label space) of that name; "
+                           "choose another with --dataset")
+    table = read_label_table(labels)
+    report = suggest_table(table, taxonomy, load_wordnet(), name)
+    if format is SuggestFormat.json:
+        emit(json.dumps([s.to_dict() for s in report.suggestions], indent=1, ensure_ascii=False) + "\n", out)
+        return
+    if format is SuggestFormat.yaml:
+        base = out.parent if out is not None else Path.cwd()
+        emit(spec_stub(report, os.path.relpath(labels.resolve(), base.resolve()), taxonomy), out)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    grid = Table("id", "label", "suggestion", "score", "evidence", "alternatives",
+                 title=f"{name}: {len(report.suggestions)} labels on {taxonomy.artifact.get('name', 'the tree')}")
+    for s in report.suggestions:
+        answer = s.answer if s.status != "new" or s.new is None else f"new {s.new.id} under {s.new.parent}"
+        grid.add_row(str(s.id), s.name, ("[bold red]! [/bold red]" if s.review else "") + answer, f"{s.score:.2f}",
+                     "; ".join(f"{e.kind}: {e.detail}" for e in s.evidence[:2]),
+                     ", ".join(f"{c.concept} {c.score:.2f}" for c in s.alternatives))
+    counts = {status: sum(s.status == status for s in report.suggestions) for status in ("match", "new", "void")}
+    review = sum(s.review for s in report.suggestions)
+    console = Console(width=200, file=None if out is None else io.StringIO())
+    console.print(grid)
+    console.print(f"{counts['match']} matched, {counts['new']} new concepts, {counts['void']} void; {review} flagged "
+                  "for review (!)")
+    if out is not None:
+        emit(console.file.getvalue(), out)
 
 
 @app.command()
@@ -97,7 +188,8 @@ def show(
     max_depth: Annotated[int | None, typer.Option(help="Deepest level to print (absolute depth).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Only the concepts on the paths to this dataset's labels.")] = None,
 ) -> None:
-    """Print the tree; [C A S M] mark the datasets (COCO-Stuff, ADE20K, Cityscapes, Mapillary) defining a concept."""
+    """Print the tree; [C A S M] mark the datasets (COCO-Stuff, ADE20K, Cityscapes, Mapillary) defining a concept,
+    + an added one."""
     from rich.console import Console
     from rich.tree import Tree
 
@@ -111,7 +203,7 @@ def show(
 
     def label(cid: str) -> str:
         concept = taxonomy[cid]
-        marks = "".join(_MARKS.get(d, "?") for d in concept.labels)
+        marks = "".join(_MARKS.get(d, "+") for d in concept.labels)
         return f"{concept.id}" + (f" [bold][{marks}][/bold]" if marks else "")
 
     def grow(node: Tree, cid: str) -> None:

@@ -20,7 +20,7 @@ import yaml
 from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.io import atomic_write_text
 from hierseg.taxonomy.mergespec import MergeSpec, concept_id, load_merge_spec
-from hierseg.taxonomy.specs import DATASETS, SPEC_DIR, DatasetSpec, load_spec
+from hierseg.taxonomy.specs import DATASETS, SPEC_DIR, DatasetSpec, dataset_spec, load_spec
 from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, LABEL_MAP_DIR, Taxonomy
 from hierseg.taxonomy.validate import validate_artifact
 
@@ -268,7 +268,7 @@ def dumps_artifact(artifact: dict[str, Any]) -> str:
 
 def label_map_rows(artifact: dict[str, Any], dataset: str) -> list[dict[str, Any]]:
     """One row per pixel value of ``dataset``: its concept and path, or ``ignore=1`` for void values."""
-    spec = load_spec(dataset)
+    spec = dataset_spec(dataset, artifact)
     taxonomy = Taxonomy(artifact)
     rows = []
     for label in spec.labels:
@@ -294,6 +294,30 @@ def write_outputs(artifact: dict[str, Any], out: Path = DEFAULT_ARTIFACT, label_
     """Write the artifact and, if ``label_map_dir`` is given, one label map per dataset; all atomically."""
     written = [atomic_write_text(out, dumps_artifact(artifact))]
     if label_map_dir is not None:
-        for dataset in DATASETS:
+        for dataset in artifact["datasets"]:
             written.append(atomic_write_text(label_map_dir / f"{dataset}.csv", label_map_csv(artifact, dataset)))
     return written
+
+
+# ---- entry points for adding a dataset to a built tree (taxonomy/extend.py): the builder's own checks
+
+
+def tree_nodes(artifact: dict[str, Any]) -> dict[str, _Node]:
+    """The concepts of a built artifact as builder nodes. They count as checked: :func:`check_placements` skips them."""
+    nodes = {e["id"]: _Node(e["id"], e["name"], e["parent"], e.get("synset"), e.get("source", ""), e.get("reason"),
+                            where=f"concept {e['id']}", labels={k: list(v) for k, v in e.get("labels", {}).items()})
+             for e in artifact["concepts"]}
+    for cid, node in nodes.items():
+        if node.parent is not None:
+            nodes[node.parent].children.append(cid)
+    return nodes
+
+
+def add_concepts(nodes: dict[str, _Node], merge: MergeSpec, problems: list[str]) -> None:
+    """Add ``merge.added`` to ``nodes`` as the builder does: duplicate ids, unknown parents, missing reasons."""
+    _apply_merge(nodes, merge, problems)
+
+
+def check_placements(nodes: dict[str, _Node], wordnet: Any, problems: list[str]) -> dict[str, Any]:
+    """The builder's WordNet check of every node added since :func:`tree_nodes`; returns the resolved synsets."""
+    return _check_wordnet(nodes, wordnet, problems)

@@ -92,7 +92,8 @@ def graph_document(graph: NeuronGraph, kind: GraphKind) -> dict[str, Any]:
     elif kind == "neurons":
         nodes = []
         for n in graph.neurons:
-            node = {"id": n.concept, "index": n.index, "depth": n.depth, "children": " ".join(n.children)}
+            node = {"id": n.concept, "index": n.index, "depth": n.depth, "children": " ".join(n.children),
+                    "self_output": n.has_self}
             node.update({f"active_{d}": bool(graph.mask(d).active[n.index]) for d in datasets})
             nodes.append(node)
         edges = [{"source": graph.neurons[n.parent].concept, "target": n.concept} for n in graph.neurons

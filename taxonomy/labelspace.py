@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.specs import DATASETS, load_spec
+from hierseg.taxonomy.specs import DATASETS, dataset_spec
 from hierseg.taxonomy.tree import Taxonomy
 
 TREE = "tree"
@@ -67,8 +67,8 @@ def label_space(taxonomy: Taxonomy, name: str) -> LabelSpace:
             # Two values on one concept would make every translation into this dataset ambiguous.
             raise HiersegError(f"{name}: labels {by_concept[concept]} and {label_id} both map to concept {concept!r}")
         by_concept[concept] = label_id
-    if name in DATASETS:
-        spec = load_spec(name)
+    if name in DATASETS or "labels" in taxonomy.artifact["datasets"][name]:  # built-in, or added with its table
+        spec = dataset_spec(name, taxonomy.artifact)
         names, ignore, ignore_name = {label.id: label.name for label in spec.labels}, spec.ignore, spec.ignore_name
     else:  # a dataset only the artifact knows (a user's own tree): concept ids stand in for label names
         info = taxonomy.artifact["datasets"][name]

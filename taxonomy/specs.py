@@ -10,6 +10,7 @@ import csv
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -108,3 +109,22 @@ def load_spec(dataset: str) -> DatasetSpec:
     return DatasetSpec.from_csv(
         SPEC_DIR / entry["labels"], dataset, int(entry["ignore"]), entry["title"], entry["ignore_name"]
     )
+
+
+def dataset_spec(dataset: str, artifact: dict[str, Any] | None = None) -> DatasetSpec:
+    """The label specification of any dataset a tree covers: a built-in one from its shipped table, one added with
+    ``hierseg taxonomy build --add`` from the label table the extended ``artifact`` carries."""
+    if dataset in DATASETS:
+        return load_spec(dataset)
+    entries = (artifact or {}).get("datasets", {})
+    entry = entries.get(dataset)
+    if not isinstance(entry, dict) or not isinstance(entry.get("labels"), list):
+        known = [*DATASETS, *(d for d in entries if d not in DATASETS)]
+        raise HiersegError(f"unknown dataset {dataset!r}; the tree covers {', '.join(known)}"
+                           + ("" if artifact else " (an added dataset needs its extended tree)"))
+    labels = tuple(Label(int(row["id"]), row["name"], tuple(row.get("synonyms") or ()),
+                         tuple(row["color"]) if row.get("color") else None, bool(row.get("evaluated", True)),
+                         {k: str(v) for k, v in row.items() if k in ("description", "synset")})
+                   for row in entry["labels"])
+    return DatasetSpec(dataset, entry.get("title") or dataset, int(entry["ignore"]), entry.get("ignore_name") or "ignore",
+                       labels)

@@ -41,4 +41,18 @@ def tree_stats(taxonomy: Taxonomy) -> dict[str, Any]:
         "with_synset": sum(1 for c in taxonomy if c.synset),
         "by_source": dict(sorted(Counter(c.source for c in taxonomy).items())),
         "datasets": datasets,
+        **_extension(taxonomy),
     }
+
+
+def _extension(taxonomy: Taxonomy) -> dict[str, Any]:
+    """What `build --add` added: the base tree's size, and per added dataset its spec and new concepts."""
+    extends = taxonomy.artifact.get("extends")
+    if not extends:
+        return {}
+    added = {name: info["concepts_added"] for name, info in extends["datasets"].items()}
+    return {"extended_from": extends["base"], "base_concepts": extends["base_concepts"],
+            "added_concepts": sum(len(ids) for ids in added.values()),
+            "any_size": len(taxonomy) != extends["base_concepts"],
+            "added_datasets": {name: {"spec": info["spec"], "new_concepts": ", ".join(info["concepts_added"]) or "-"}
+                               for name, info in extends["datasets"].items()}}

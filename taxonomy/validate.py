@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from hierseg.taxonomy.specs import DATASETS, load_spec
+from hierseg.taxonomy.specs import DATASETS, dataset_spec
 
 SHIPPED_CONCEPTS = 359
 SHIPPED_MAX_DEPTH = 5
@@ -95,11 +95,12 @@ def _structure(by_id: dict[str, dict[str, Any]], roots: list[str]) -> list[str]:
 def _coverage(artifact: dict[str, Any], entries: list[dict[str, Any]]) -> list[str]:
     problems = []
     datasets = artifact.get("datasets", {})
-    for dataset in DATASETS:
+    added = [d for d, entry in datasets.items() if d not in DATASETS and isinstance(entry, dict) and "labels" in entry]
+    for dataset in (*DATASETS, *added):
         if dataset not in datasets:
             problems.append(f"dataset {dataset}: missing from the artifact's 'datasets'")
             continue
-        spec = load_spec(dataset)
+        spec = dataset_spec(dataset, artifact)
         void = {int(k) for k in datasets[dataset].get("void", {})}
         placed: dict[int, list[str]] = {}
         for e in entries:

@@ -24,6 +24,7 @@ import numpy as np
 
 from hierseg.taxonomy.annotations import Recode
 from hierseg.taxonomy.errors import HiersegError
+from hierseg.taxonomy.specs import DATASETS
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class Layout:
     label_glob: str
     label_suffix: str = ".png"  # what follows the sample's stem in a label file name
     alt_suffix: str | None = None  # the same sample's label in another encoding (read through recodes())
+    # Where a split is a list of sample stems (VOC's ImageSets) rather than a folder: the list file of a split.
+    list_file: Callable[[Path, str], Path] | None = None
 
     def label_path(self, root: Path, split: str, stem: str) -> Path:
         return self.label_of(root, self.image_of(root, split, stem), split)
@@ -93,22 +96,57 @@ LAYOUTS: dict[str, Layout] = {
         lambda root, image, split: root / split / "v1.2" / "labels" / f"{image.stem}.png",
         lambda root, split, stem: root / split / "images" / f"{stem}.jpg", ".jpg",
         lambda root, split: root / split / "v1.2" / "labels", "*.png"),
+    # VOCdevkit/VOC2012: JPEGImages holds every image of every task; a segmentation split is the list of stems in
+    # ImageSets/Segmentation/<split>.txt, labelled by SegmentationClass/<stem>.png (palette PNGs, 255 = void).
+    "pascal_voc": Layout(
+        "pascal_voc", ("train", "val", "trainval"),
+        lambda root, split: root / "JPEGImages", "*.jpg",
+        lambda root, image, split: root / "SegmentationClass" / f"{image.stem}.png",
+        lambda root, split, stem: root / "JPEGImages" / f"{stem}.jpg", ".jpg",
+        lambda root, split: root / "SegmentationClass", "*.png",
+        list_file=lambda root, split: root / "ImageSets" / "Segmentation" / f"{split}.txt"),
 }
+FOLDER = "folder"  # a generic images/ + masks/ folder (hierseg.data.readers.folder)
+# How the synthesiser writes a folder dataset: one subfolder per split under images/ and masks/.
+FOLDER_LAYOUT = Layout(
+    FOLDER, ("train", "val"),
+    lambda root, split: root / "images" / split, "*.jpg",
+    lambda root, image, split: root / "masks" / split / f"{image.stem}.png",
+    lambda root, split, stem: root / "images" / split / f"{stem}.jpg", ".jpg",
+    lambda root, split: root / "masks" / split, "*.png")
 
 
 def dataset_root(dataset: str, root: str | Path) -> Path:
-    """The folder the layout starts from; ADE20K also accepts the folder that holds ``ADEChallengeData2016``."""
+    """The folder the layout starts from; ADE20K also accepts the folder that holds ``ADEChallengeData2016``, PASCAL
+    VOC the folders that hold ``VOCdevkit`` or ``VOC2012``."""
     root = Path(root)
     if dataset == "ade20k" and (root / "ADEChallengeData2016").is_dir():
         return root / "ADEChallengeData2016"
+    if dataset == "pascal_voc":
+        for inner in ("VOCdevkit/VOC2012", "VOC2012"):
+            if (root / inner).is_dir():
+                return root / inner
     return root
 
 
-def layout(dataset: str) -> Layout:
-    if dataset not in LAYOUTS:
-        raise HiersegError(f"no official layout for {dataset!r}; choose one of {', '.join(LAYOUTS)} "
+def layout_name(dataset: str, taxonomy: object = None) -> str:
+    """How a dataset's files lie: a built-in dataset's official layout, or the layout an added dataset's spec names
+    in the extended tree (``folder`` when it names none)."""
+    if dataset in DATASETS:
+        return dataset
+    datasets = getattr(taxonomy, "artifact", {}).get("datasets", {}) if taxonomy is not None else {}
+    if dataset not in datasets:
+        raise HiersegError(f"unknown dataset {dataset!r}; the tree covers {', '.join(datasets or DATASETS)}"
+                           + ("" if taxonomy is not None else " (an added dataset needs its extended tree)"))
+    return datasets[dataset].get("layout") or FOLDER
+
+
+def layout(name: str) -> Layout:
+    """An official layout by name (a built-in dataset's name, or ``pascal_voc``)."""
+    if name not in LAYOUTS:
+        raise HiersegError(f"no official layout {name!r}; choose one of {', '.join(LAYOUTS)} "
                            f"or use the generic folder reader")
-    return LAYOUTS[dataset]
+    return LAYOUTS[name]
 
 
 @cache
@@ -168,7 +206,16 @@ def split_labels(dataset: str, root: str | Path, split: str) -> list[Path]:
     """The label files of one split, sorted: the layout's labels, and alternative-encoding files standing in for
     missing ones (Cityscapes' labelTrainIds); nothing else the release keeps beside them."""
     spec = layout(dataset)
-    folder = spec.label_dir(dataset_root(dataset, root), split)
+    root = dataset_root(dataset, root)
+    if spec.list_file is not None:  # PASCAL VOC: a split is the list of stems in ImageSets, not a folder
+        listing = spec.list_file(root, split)
+        try:
+            stems = listing.read_text(encoding="utf-8").split()
+        except OSError as exc:
+            raise HiersegError(f"{listing}: cannot read the {split} list of the {dataset} layout ({exc.strerror})") \
+                from None
+        return sorted({spec.label_path(root, split, stem) for stem in stems})
+    folder = spec.label_dir(root, split)
     if not folder.is_dir():
         raise HiersegError(f"{folder}: missing; the {dataset} layout puts split {split!r} there")
     files = [p for p in folder.rglob(spec.label_glob) if not p.name.startswith(".")]

@@ -17,10 +17,10 @@ from typing import Any, Literal
 import numpy as np
 from torch.utils.data import Dataset
 
-from hierseg.data.layouts import dataset_root, layout, recodes
+from hierseg.data.layouts import FOLDER, Layout, dataset_root, layout, layout_name, recodes
 from hierseg.taxonomy.annotations import Recode, read_dataset_label
 from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.specs import DatasetSpec, load_spec
+from hierseg.taxonomy.specs import DatasetSpec, dataset_spec
 
 OnError = Literal["raise", "skip"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -58,10 +58,12 @@ def _files(folder: Path, pattern: str) -> list[Path]:
     return sorted(p for p in folder.rglob(pattern) if not p.name.startswith("."))
 
 
-def list_official(dataset: str, root: str | Path, split: str) -> tuple[list[Pair], list[str]]:
-    """Pairs of one split of an official layout, and the pairing problems (orphan images or labels)."""
-    spec = layout(dataset)
-    root = dataset_root(dataset, root)
+def list_official(dataset: str, root: str | Path, split: str, layout_of: str | None = None) -> tuple[list[Pair], list[str]]:
+    """Pairs of one split of an official layout (``layout_of``, default the dataset's own), and the pairing problems
+    (orphan images or labels; for a layout that lists its splits, listed samples without an image or label)."""
+    name = layout_of or dataset
+    spec = layout(name)
+    root = dataset_root(name, root)
     if not root.is_dir():
         raise HiersegError(f"{root}: no such dataset root")
     if split not in spec.splits:
@@ -69,7 +71,9 @@ def list_official(dataset: str, root: str | Path, split: str) -> tuple[list[Pair
     image_dir, label_dir = spec.image_dir(root, split), spec.label_dir(root, split)
     for folder in (image_dir, label_dir):
         if not folder.is_dir():
-            raise HiersegError(f"{folder}: missing; the {dataset} layout puts split {split!r} there")
+            raise HiersegError(f"{folder}: missing; the {name} layout puts split {split!r} there")
+    if spec.list_file is not None:
+        return _list_from_file(spec, root, split)
     pairs, problems, claimed = [], [], set()
     for image in _files(image_dir, spec.image_glob):
         label = spec.label_of(root, image, split)
@@ -86,6 +90,39 @@ def list_official(dataset: str, root: str | Path, split: str) -> tuple[list[Pair
     if spec.alt_suffix is not None:
         problems += [f"{label}: label without an image" for label in _files(label_dir, f"*{spec.alt_suffix}")
                      if label not in claimed]
+    return pairs, problems
+
+
+def _list_from_file(spec: Layout, root: Path, split: str) -> tuple[list[Pair], list[str]]:
+    """A split given as a list of stems, one a line (VOC's ImageSets): the other files belong to other splits and
+    tasks, so only listed samples are paired, and a listed stem without its image or label is the problem."""
+    assert spec.list_file is not None
+    listing = spec.list_file(root, split)
+    try:
+        lines = listing.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise HiersegError(f"{listing}: cannot read the {split} list of the {spec.dataset} layout "
+                           f"({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise HiersegError(f"{listing}: not UTF-8 text; expected one sample name a line") from None
+    pairs, problems, seen = [], [], {}
+    for lineno, line in enumerate(lines, start=1):
+        stem = line.strip()
+        if not stem:
+            continue
+        where = f"{listing}:{lineno}"
+        if stem in seen:
+            problems.append(f"{where}: {stem} listed twice (first on line {seen[stem]})")
+            continue
+        seen[stem] = lineno
+        image = spec.image_of(root, split, stem)
+        label = spec.label_of(root, image, split)
+        if not image.is_file():
+            problems.append(f"{where}: {stem}: no image (expected {image})")
+        elif not label.is_file():
+            problems.append(f"{where}: {stem}: no label (expected {label})")
+        else:
+            pairs.append(Pair(image, label))
     return pairs, problems
 
 
@@ -184,15 +221,50 @@ class SegmentationDataset(Dataset):
         raise HiersegError(f"{self.name}: no loadable sample left")
 
 
-def official(dataset: str, root: str | Path, split: str, **kwargs: Any) -> SegmentationDataset:
-    """One split of an official release (ADE20K, COCO-Stuff 164k, Cityscapes gtFine, Mapillary Vistas v1.2)."""
-    pairs, problems = list_official(dataset, root, split)
-    return SegmentationDataset(dataset, load_spec(dataset), pairs, problems, recodes=recodes(dataset), **kwargs)
+def official(dataset: str, root: str | Path, split: str, *, taxonomy: object = None, **kwargs: Any) -> SegmentationDataset:
+    """One split of an official release (ADE20K, COCO-Stuff 164k, Cityscapes gtFine, Mapillary Vistas v1.2), or of a
+    dataset added to the tree (``taxonomy``: the extended tree) whose spec names an official layout (PASCAL VOC)."""
+    spec = dataset_spec(dataset, getattr(taxonomy, "artifact", None))
+    name = layout_name(dataset, taxonomy)
+    pairs, problems = list_official(dataset, root, split, name)
+    return SegmentationDataset(dataset, spec, pairs, problems, recodes=recodes(name), **kwargs)
 
 
-def folder(root: str | Path, labels: str | Path, name: str, ignore: int = 255, images: str = "images",
-           masks: str = "masks", **kwargs: Any) -> SegmentationDataset:
-    """A user's dataset: ``images/`` and ``masks/`` under ``root`` and a label CSV (id,name,synonyms,color,evaluated)."""
-    spec = DatasetSpec.from_csv(labels, name, ignore)
+def folder(root: str | Path, labels: str | Path | None = None, name: str = FOLDER, ignore: int = 255,
+           images: str = "images", masks: str = "masks", *, taxonomy: object = None, split: str | None = None,
+           **kwargs: Any) -> SegmentationDataset:
+    """A user's dataset: ``images/`` and ``masks/`` under ``root`` (``images/<split>/`` with ``split``).
+
+    Its labels come from the tree when ``taxonomy`` is an extended tree holding dataset ``name`` (``taxonomy build
+    --add``): then the tree knows the dataset, and :class:`~hierseg.taxonomy.NeuronGraph` gives its universal
+    targets. Otherwise from a label CSV (``labels``: id,name,synonyms,color,evaluated) with ``ignore``.
+    """
+    artifact = getattr(taxonomy, "artifact", None)
+    if artifact is not None:
+        if name not in artifact.get("datasets", {}):
+            raise HiersegError(f"the tree has no dataset {name!r} ({', '.join(artifact.get('datasets', {}))}); add it "
+                               "with `hierseg taxonomy build --add SPEC.yaml` and pass that tree")
+        spec = dataset_spec(name, artifact)
+        if labels is not None:
+            table = DatasetSpec.from_csv(labels, name, spec.ignore)
+            if table.ids != spec.ids:
+                raise HiersegError(f"{labels}: its ids differ from dataset {name!r} in the tree; pass one of them")
+    elif labels is not None:
+        spec = DatasetSpec.from_csv(labels, name, ignore)
+    else:
+        raise HiersegError(f"folder dataset {name!r} needs its labels: a label CSV, or the tree it was added to")
+    if split is not None:
+        images, masks = f"{images}/{split}", f"{masks}/{split}"
     pairs, problems = list_folder(root, images, masks)
     return SegmentationDataset(name, spec, pairs, problems, **kwargs)
+
+
+def open_split(dataset: str, root: str | Path, split: str | None = None, *, taxonomy: object = None,
+               **kwargs: Any) -> SegmentationDataset:
+    """One split of any dataset the tree covers, read the way its files lie: a built-in dataset by its official
+    layout (``split`` defaults to the layout's training split); an added one by the layout its spec names in
+    ``taxonomy``: an official one such as ``pascal_voc``, or ``folder``."""
+    name = layout_name(dataset, taxonomy)
+    if name == FOLDER:
+        return folder(root, name=dataset, taxonomy=taxonomy, split=split, **kwargs)
+    return official(dataset, root, split or layout(name).splits[0], taxonomy=taxonomy, **kwargs)

@@ -23,12 +23,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hierseg.data.layouts import layout
-from hierseg.taxonomy import NeuronGraph, Taxonomy, load_spec, translation
+from hierseg.data.layouts import FOLDER, FOLDER_LAYOUT, LAYOUTS, Layout, layout, layout_name
+from hierseg.taxonomy import NeuronGraph, Taxonomy, translation
 from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.io import atomic_write_bytes
+from hierseg.taxonomy.specs import dataset_spec
 
 DATASETS = ("ade20k", "coco_stuff", "cityscapes", "mapillary")
+TreePath = str | Path | None  # an (extended) tree artifact; None: the shipped tree
+# Layouts whose labels mark object outlines void, and the band's half-width as a fraction of the image side (VOC's
+# band is about 5 pixels wide on 500-pixel images).
+VOID_BORDER = {"pascal_voc": 0.005}
 MIN_SIZE = 32
 JPEG_QUALITY = 90
 CITIES = {  # official Cityscapes cities; the layout reads the folder from the stem's first field
@@ -84,6 +89,9 @@ class _Context:
     lut: np.ndarray  # tree label value -> dataset label id (ignore for undrawable concepts)
     roles: dict[str, tuple[int, ...]]  # role -> drawable leaf concept indices, artifact order
     indoor: bool  # the dataset labels enough of ceiling, wall and floor to draw rooms
+    tree: str | None  # the tree artifact the scene is drawn from
+    layout: Layout
+    background: int | None  # the value of pixels the dataset labels as none of its classes (VOC's 0)
 
 
 def _digest(*keys: object) -> int:
@@ -95,15 +103,31 @@ def _rng(*keys: object) -> np.random.Generator:
     return np.random.default_rng(_digest(*keys))
 
 
+def _key(taxonomy: TreePath) -> str | None:
+    return None if taxonomy is None else str(Path(taxonomy).resolve())
+
+
 @cache
-def _taxonomy() -> tuple[Taxonomy, NeuronGraph]:
-    tax = Taxonomy.load()
+def _taxonomy(tree: str | None = None) -> tuple[Taxonomy, NeuronGraph]:
+    tax = Taxonomy.load(tree)
     return tax, NeuronGraph(tax)
 
 
-def _check_dataset(dataset: str) -> None:
-    if dataset not in DATASETS:
-        raise HiersegError(f"cannot synthesise {dataset!r}; choose one of {', '.join(DATASETS)}")
+def _check_dataset(dataset: str, tree: str | None = None) -> Layout:
+    """The layout ``dataset`` is written in: its official one, or for a dataset added to the tree the layout its spec
+    names (an official one such as pascal_voc, or folder)."""
+    if dataset in DATASETS:
+        return layout(dataset)
+    tax, _ = _taxonomy(tree)
+    if dataset not in tax.datasets:
+        added = [d for d in tax.datasets if d not in DATASETS]
+        raise HiersegError(f"cannot synthesise {dataset!r}; choose one of {', '.join([*DATASETS, *added])}"
+                           + ("" if added else " (or pass the extended tree a dataset was added to)"))
+    name = layout_name(dataset, tax)
+    if name != FOLDER and name not in LAYOUTS:
+        raise HiersegError(f"cannot synthesise {dataset!r}: its spec names layout {name!r}, which hierseg does not "
+                           f"know ({', '.join([*LAYOUTS, FOLDER])})")
+    return FOLDER_LAYOUT if name == FOLDER else layout(name)
 
 
 def _role(tax: Taxonomy, concept: str) -> str:
@@ -115,21 +139,32 @@ def _role(tax: Taxonomy, concept: str) -> str:
 
 
 @cache
-def _context(dataset: str, classes: int | None = None) -> _Context:
+def _context(dataset: str, tree: str | None = None, classes: int | None = None) -> _Context:
     """The dataset's drawable leaves by role; ``classes`` keeps at most that many per role (the same concepts for
     every dataset that labels them, so a small joint demo still shares classes between datasets)."""
-    _check_dataset(dataset)
-    tax, graph = _taxonomy()
+    lay = _check_dataset(dataset, tree)
+    tax, graph = _taxonomy(tree)
     tr = translation(tax, "tree", dataset)
-    spec = load_spec(dataset)
+    spec = dataset_spec(dataset, tax.artifact)
+    if spec.num_ids > 256:
+        raise HiersegError(f"cannot synthesise {dataset!r}: its ids go up to {spec.num_ids - 1}, beyond 8-bit PNGs")
+    background = tax.artifact["datasets"][dataset].get("background")
     lut = np.full(len(graph.concepts), spec.ignore, dtype=np.uint8)
     roles: dict[str, list[int]] = {}
     for entry in tr.entries:
-        if entry.relation not in ("equal", "coarser") or entry.source_concept is None:
+        if entry.source_concept is None:
             continue
-        lut[entry.source_id] = entry.target_id
+        if entry.relation in ("equal", "coarser"):
+            lut[entry.source_id] = entry.target_id
+        elif background is not None and entry.relation == "none":
+            lut[entry.source_id] = background  # the scenery is drawn too, and labelled as the dataset does: background
+        else:
+            continue
         if tax.is_leaf(entry.source_concept):
-            roles.setdefault(_role(tax, entry.source_concept), []).append(entry.source_id)
+            role = _role(tax, entry.source_concept)
+            if entry.relation == "none" and role in ("outdoor_thing", "indoor_thing"):
+                continue  # the things on stage are the dataset's own classes (VOC: each image shows some)
+            roles.setdefault(role, []).append(entry.source_id)
     indoor = all(roles.get(r) for r in ("ceiling", "wall", "floor"))
     if not indoor:  # street datasets: their indoor-looking labels (streetlight, banner) still have to appear
         roles.setdefault("outdoor_thing", []).extend(roles.pop("indoor_thing", []))
@@ -138,12 +173,14 @@ def _context(dataset: str, classes: int | None = None) -> _Context:
             kept = set(sorted(ids, key=lambda i: _digest("class", graph.concepts[i]))[:classes])
             roles[role] = [i for i in ids if i in kept]
     lut.setflags(write=False)
-    return _Context(dataset, graph.concepts, lut, {k: tuple(sorted(v)) for k, v in roles.items()}, indoor)
+    return _Context(dataset, graph.concepts, lut, {k: tuple(sorted(v)) for k, v in roles.items()}, indoor, tree, lay,
+                    background)
 
 
-def pool(dataset: str) -> tuple[str, ...]:
-    """The leaf concepts drawn for ``dataset``: every leaf the dataset labels exactly (``equal`` or ``coarser``)."""
-    ctx = _context(dataset)
+def pool(dataset: str, taxonomy: TreePath = None) -> tuple[str, ...]:
+    """The leaf concepts drawn for ``dataset``: every leaf the dataset labels exactly (``equal`` or ``coarser``), and
+    for a dataset with a background value every other leaf too."""
+    ctx = _context(dataset, _key(taxonomy))
     return tuple(ctx.concepts[i] for i in sorted({i for ids in ctx.roles.values() for i in ids}))
 
 
@@ -152,10 +189,15 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
     return v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
+def appearance(concept: str, taxonomy: TreePath = None) -> Appearance:
+    """The appearance of a tree concept; siblings share a base colour and get different patterns. A tree extended
+    with ``build --add`` appends its new concepts, so every existing concept looks the same in it."""
+    return _appearance(concept, _key(taxonomy))
+
+
 @cache
-def appearance(concept: str) -> Appearance:
-    """The appearance of a tree concept; siblings share a base colour and get different patterns."""
-    tax, _ = _taxonomy()
+def _appearance(concept: str, tree: str | None) -> Appearance:
+    tax, _ = _taxonomy(tree)
     node = tax[concept]
     family = node.parent or concept
     frng = _rng("family", family)
@@ -209,18 +251,19 @@ def _paint_pixels(app: Appearance, ys: np.ndarray, xs: np.ndarray, size: int, rn
     return rgb + rng.normal(0.0, app.grain, (len(ys), 1))
 
 
-def swatch(concept: str, size: int = 64, seed: int = 0) -> np.ndarray:
+def swatch(concept: str, size: int = 64, seed: int = 0, taxonomy: TreePath = None) -> np.ndarray:
     """A ``size`` x ``size`` RGB patch of one concept's appearance (no scene illumination)."""
     ys, xs = np.divmod(np.arange(size * size), size)
-    rgb = _paint_pixels(appearance(concept), ys, xs, size, _rng("swatch", concept, seed))
+    rgb = _paint_pixels(appearance(concept, taxonomy), ys, xs, size, _rng("swatch", concept, seed))
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8).reshape(size, size, 3)
 
 
 class _Canvas:
     """Instances painted in order (later ones cover earlier ones); rendered once at the end."""
 
-    def __init__(self, size: int, rng: np.random.Generator) -> None:
-        self.size, self.rng = size, rng
+    def __init__(self, size: int, rng: np.random.Generator, tree: str | None = None) -> None:
+        self.size, self.rng, self.tree = size, rng, tree
+        self.graph = _taxonomy(tree)[1]
         self.inst = np.zeros((size, size), dtype=np.int32)
         self.concepts: list[int] = [-1]
         self.yy, self.xx = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -265,13 +308,13 @@ class _Canvas:
         order = np.argsort(flat, kind="stable")
         bounds = np.cumsum(np.bincount(flat, minlength=len(self.concepts)))
         rgb = np.empty((s * s, 3), dtype=np.float32)
-        _, graph = _taxonomy()
         start = 0
         for iid, stop in enumerate(bounds):
             if stop > start and iid > 0:
                 pixels = order[start:stop]
                 ys, xs = np.divmod(pixels, s)
-                rgb[pixels] = _paint_pixels(appearance(graph.concepts[self.concepts[iid]]), ys, xs, s, rng)
+                app = _appearance(self.graph.concepts[self.concepts[iid]], self.tree)
+                rgb[pixels] = _paint_pixels(app, ys, xs, s, rng)
             start = stop
         rgb = rgb.reshape(s, s, 3)
         if illumination:  # global exposure, colour cast and a vertical light gradient per image
@@ -284,11 +327,10 @@ class _Canvas:
 def _things(cv: _Canvas, ids: tuple[int, ...], floor_y: float, count: int) -> None:
     """Things standing on the ground: lower ones are nearer, hence bigger, and drawn later."""
     s, rng = cv.size, cv.rng
-    _, graph = _taxonomy()
     feet = np.sort(rng.uniform(floor_y, 1.05 * s, count))
     for y in feet:
         concept = cv.pick(ids)
-        app = appearance(graph.concepts[concept])
+        app = _appearance(cv.graph.concepts[concept], cv.tree)
         near = 0.4 + 1.2 * (y - floor_y) / max(s - floor_y, 1.0)
         area = s * s * rng.uniform(0.004, 0.04) * near * near
         aspect = app.aspect * np.exp(rng.normal(0.0, 0.25))
@@ -397,21 +439,22 @@ def _indoor(cv: _Canvas, roles: dict[str, tuple[int, ...]]) -> None:
         _things(cv, roles["indoor_thing"], mid - 0.2 * s, int(rng.integers(2, 8)))
 
 
-def _validate(dataset: str, size: int) -> None:
-    _check_dataset(dataset)
+def _validate(dataset: str, size: int, tree: str | None = None) -> None:
+    _check_dataset(dataset, tree)
     if size < MIN_SIZE:
         raise HiersegError(f"image size {size} is too small; use at least {MIN_SIZE} pixels")
 
 
 def scene(dataset: str, index: int, size: int = 256, seed: int = 0,
-          classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+          taxonomy: TreePath = None, classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Scene ``index`` of ``dataset`` for ``seed``: the RGB image (size x size x 3, uint8) and the tree concept map
     (size x size, int32 tree label values, i.e. indices into :attr:`NeuronGraph.concepts`); ``classes`` limits the
     leaves drawn per role (see :func:`synthesize`)."""
-    _validate(dataset, size)
-    ctx = _context(dataset, classes)
+    tree = _key(taxonomy)
+    _validate(dataset, size, tree)
+    ctx = _context(dataset, tree, classes)
     rng = _rng("scene", dataset, seed, index)
-    cv = _Canvas(size, rng)
+    cv = _Canvas(size, rng, tree)
     if ctx.indoor and rng.uniform() < 0.4:
         _indoor(cv, ctx.roles)
     else:
@@ -420,12 +463,44 @@ def scene(dataset: str, index: int, size: int = 256, seed: int = 0,
     return cv.render(), concepts
 
 
-def label_map(dataset: str, concepts: np.ndarray) -> np.ndarray:
-    """The dataset's label map (uint8) for a tree concept map; undrawable concepts get the ignore value."""
-    return _context(dataset).lut[concepts]
+def label_map(dataset: str, concepts: np.ndarray, taxonomy: TreePath = None) -> np.ndarray:
+    """The dataset's label map (uint8) for a tree concept map; undrawable concepts get the ignore value. A layout
+    with void outlines (VOC) gets them: a band of the ignore value where an object meets anything else."""
+    ctx = _context(dataset, _key(taxonomy))
+    ids = ctx.lut[concepts]
+    if ctx.layout.dataset in VOID_BORDER:
+        width = max(1, round(VOID_BORDER[ctx.layout.dataset] * max(ids.shape)))
+        ids = _void_outlines(ids, ctx.background, dataset_spec(dataset, _taxonomy(ctx.tree)[0].artifact).ignore, width)
+    return ids
 
 
-def _stems(dataset: str, split: str, n: int, offset: int, seed: int) -> list[str]:
+def _void_outlines(ids: np.ndarray, background: int | None, ignore: int, width: int) -> np.ndarray:
+    """``ids`` with every pixel within ``width`` of an edge between two values, one of them an object (not the
+    background), set to ``ignore``: VOC's void boundary around each object."""
+    edge = np.zeros(ids.shape, dtype=bool)
+    for axis in (0, 1):
+        a, b = np.moveaxis(ids, axis, 0)[:-1], np.moveaxis(ids, axis, 0)[1:]
+        hit = (a != b) & ((a != background) | (b != background))
+        view = np.moveaxis(edge, axis, 0)
+        view[:-1] |= hit
+        view[1:] |= hit
+    for _ in range(width - 1):  # grow the band by one pixel each way per step
+        grown = edge.copy()
+        grown[1:] |= edge[:-1]
+        grown[:-1] |= edge[1:]
+        grown[:, 1:] |= edge[:, :-1]
+        grown[:, :-1] |= edge[:, 1:]
+        edge = grown
+    out = ids.copy()
+    out[edge] = ignore
+    return out
+
+
+def _stems(dataset: str, split: str, n: int, offset: int, seed: int, lay: Layout | None = None) -> list[str]:
+    if lay is not None and lay.dataset == "pascal_voc":  # {year}_{number}: 2007_000032; unique across the splits
+        return [f"{2007 + (offset + k) % 6}_{offset + k + 1:06d}" for k in range(n)]
+    if lay is not None and lay.dataset == FOLDER:
+        return [f"{dataset}_{offset + k + 1:06d}" for k in range(n)]
     if dataset == "ade20k":
         prefix = "ADE_train" if split == "training" else "ADE_val"
         return [f"{prefix}_{k + 1:08d}" for k in range(n)]
@@ -438,25 +513,32 @@ def _stems(dataset: str, split: str, n: int, offset: int, seed: int) -> list[str
     return ["".join(rng.choice(_KEY_ALPHABET, 22)) for _ in range(n)]
 
 
-def samples(dataset: str, n: int, seed: int = 0) -> tuple[Sample, ...]:
-    """What :func:`synthesize` writes: ``n`` samples per split (not ``test``), scene indices running across splits."""
-    _check_dataset(dataset)
+def samples(dataset: str, n: int, seed: int = 0, taxonomy: TreePath = None) -> tuple[Sample, ...]:
+    """What :func:`synthesize` writes: ``n`` samples per split (not ``test``, nor VOC's ``trainval``, the union of
+    two others), scene indices running across splits."""
+    lay = _check_dataset(dataset, _key(taxonomy))
     if n < 1:
         raise HiersegError(f"need at least one sample per split, got n={n}")
     out: list[Sample] = []
-    for split in layout(dataset).splits:
-        if split == "test":  # official test labels are empty
+    for split in lay.splits:
+        if split in ("test", "trainval"):  # official test labels are empty; trainval is train + val
             continue
         offset = len(out)
-        out.extend(Sample(split, stem, offset + k) for k, stem in enumerate(_stems(dataset, split, n, offset, seed)))
+        stems = _stems(dataset, split, n, offset, seed, None if dataset in DATASETS else lay)
+        out.extend(Sample(split, stem, offset + k) for k, stem in enumerate(stems))
     return tuple(out)
 
 
 @cache
-def _palette(dataset: str) -> list[int]:
+def _palette(dataset: str, tree: str | None = None) -> list[int]:
+    artifact = _taxonomy(tree)[0].artifact
+    spec = dataset_spec(dataset, artifact)
     colors = [(0, 0, 0)] * 256
-    for label in load_spec(dataset).labels:
+    for label in spec.labels:
         colors[label.id] = label.color or (0, 0, 0)
+    ignore_color = artifact["datasets"][dataset].get("ignore_color")  # an added table's ignore row (VOC's void)
+    if ignore_color and spec.ignore < 256:
+        colors[spec.ignore] = tuple(ignore_color)
     return [c for rgb in colors for c in rgb]
 
 
@@ -470,27 +552,40 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
 
 
 def synthesize(dataset: str, out: str | Path, n: int = 8, size: int = 256, seed: int = 0,
-               classes: int | None = None) -> int:
+               taxonomy: TreePath = None, classes: int | None = None) -> int:
     """Write ``n`` samples per split (all splits of the layout except ``test``) of ``dataset`` under ``out``, in its
-    official layout and id convention; return the number of samples written.
+    official layout and id convention; return the number of samples written. A dataset added to the tree
+    (``taxonomy``: the extended tree) is written in the layout its spec names: PASCAL VOC's (with its split lists)
+    or a folder of ``images/<split>`` and ``masks/<split>``.
 
     ``classes``: draw at most this many leaf concepts per scene role (sky, backdrop, ground, road, things...), the
     same ones for every dataset that labels them: fewer classes, each seen more often, for short demo runs.
     """
-    _validate(dataset, size)
+    tree = _key(taxonomy)
+    _validate(dataset, size, tree)
     if classes is not None and classes < 1:
         raise HiersegError(f"classes must be at least 1, not {classes}")
-    plan = samples(dataset, n, seed)
-    lay, root = layout(dataset), Path(out)
+    plan = samples(dataset, n, seed, taxonomy)
+    lay, root = _check_dataset(dataset, tree), Path(out)
+    if lay.dataset == "pascal_voc" and not (root.name == "VOC2012" or (root / "VOCdevkit").exists()):
+        root = root / "VOCdevkit" / "VOC2012"
     image_format = "PNG" if lay.image_suffix == ".png" else "JPEG"
     for sample in plan:
-        image, concepts = scene(dataset, sample.index, size, seed, classes)
-        ids = np.ascontiguousarray(label_map(dataset, concepts))
-        if dataset == "mapillary":  # v1.2 labels are palette PNGs whose indices are the label ids
+        image, concepts = scene(dataset, sample.index, size, seed, taxonomy, classes)
+        ids = np.ascontiguousarray(label_map(dataset, concepts, taxonomy))
+        if lay.dataset in ("mapillary", "pascal_voc"):  # palette PNGs whose indices are the label ids
             label = Image.frombytes("P", (size, size), ids.tobytes())
-            label.putpalette(_palette(dataset))
+            label.putpalette(_palette(dataset, tree))
         else:
             label = Image.fromarray(ids)
         atomic_write_bytes(lay.image_of(root, sample.split, sample.stem), _encode(Image.fromarray(image), image_format))
         atomic_write_bytes(lay.label_path(root, sample.split, sample.stem), _encode(label, "PNG"))
+    if lay.list_file is not None:  # the split lists, and trainval as their union
+        by_split: dict[str, list[str]] = {}
+        for sample in plan:
+            by_split.setdefault(sample.split, []).append(sample.stem)
+        if "trainval" in lay.splits:
+            by_split["trainval"] = sorted(by_split.get("train", []) + by_split.get("val", []))
+        for split, stems in by_split.items():
+            atomic_write_bytes(lay.list_file(root, split), "".join(f"{stem}\n" for stem in stems).encode())
     return len(plan)

@@ -12,14 +12,16 @@ from __future__ import annotations
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hierseg.taxonomy.errors import HiersegError
 
-DatasetName = Literal["coco_stuff", "ade20k", "cityscapes", "mapillary"]
+BUILT_IN = ("coco_stuff", "ade20k", "cityscapes", "mapillary")
+# A built-in dataset, or one added to the tree the model names (model.kwargs.taxonomy, `taxonomy build --add`).
+DatasetName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
 
 class FieldError(ValueError):
@@ -160,6 +162,7 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
+        self._known_datasets()
         if self.finetune is not None:
             if len(self.data.datasets) < 2:
                 raise FieldError("finetune", "per-dataset fine-tuning follows joint training on several datasets; "
@@ -169,6 +172,31 @@ class TrainConfig(Section):
                     raise FieldError(f"finetune.datasets.{i}", f"{name} is not one of data.datasets "
                                                                f"({', '.join(self.data.names)})")
         return self
+
+    def _known_datasets(self) -> None:
+        """Every dataset is built in, or one the tree in model.kwargs.taxonomy carries (read here when it exists)."""
+        names = [(f"data.datasets.{i}.name", d.name) for i, d in enumerate(self.data.datasets)]
+        if self.finetune is not None:
+            names += [(f"finetune.datasets.{i}", n) for i, n in enumerate(self.finetune.datasets or [])]
+        unknown = [(loc, n) for loc, n in names if n not in BUILT_IN]
+        if not unknown:
+            return
+        tree = self.model.kwargs.get("taxonomy")
+        if not isinstance(tree, str | Path):
+            loc, name = unknown[0]
+            raise FieldError(loc, f"{name!r} is not a built-in dataset ({', '.join(BUILT_IN)}); a dataset added with "
+                                  "`hierseg taxonomy build --add` needs its tree in model.kwargs.taxonomy")
+        if not Path(tree).is_file():
+            return  # not built yet (a shipped config): the run's preflight reads the tree and checks again
+        from hierseg.taxonomy.tree import read_artifact
+
+        try:
+            covered = read_artifact(tree).get("datasets", {})
+        except HiersegError as exc:
+            raise FieldError("model.kwargs.taxonomy", str(exc)) from None
+        for loc, name in unknown:
+            if name not in covered:
+                raise FieldError(loc, f"{name!r} is not a dataset of the tree {tree} ({', '.join(covered)})")
 
 
 # ---------------------------------------------------------------------------------------------------- loading

@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hierseg.data.layouts import layout
+from hierseg.data.layouts import FOLDER, layout, layout_name
 from hierseg.engine.metrics import ConfusionMatrix, EvalClasses, Metrics, compute_metrics
 from hierseg.models.outputs import DatasetClasses, Outputs, RawClasses
 from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.labelspace import TREE
-from hierseg.taxonomy.specs import load_spec
+from hierseg.taxonomy.specs import DATASETS
 from hierseg.taxonomy.tree import Taxonomy
 
 MODES = ("whole", "slide")
@@ -90,7 +90,8 @@ def resolve_space(model: nn.Module, dataset: str | None) -> str:
             raise HiersegError(f"this checkpoint predicts {', '.join(spaces) or 'raw class indices'}, not tree "
                                "concepts; pass --dataset with one of its datasets")
         return TREE
-    load_spec(dataset)  # an unknown name is a one-line error listing the datasets
+    if dataset not in DATASETS and dataset not in spaces:  # an unknown name is a one-line error listing the datasets
+        raise HiersegError(f"unknown dataset {dataset!r}; choose one of {', '.join(dict.fromkeys([*DATASETS, *spaces]))}")
     if spaces and dataset not in spaces:
         raise HiersegError(f"this checkpoint predicts {', '.join(spaces)}, not {dataset!r}; "
                            f"pass --dataset {spaces[0] if len(spaces) == 1 else 'with one of them'}")
@@ -118,6 +119,27 @@ class Predictor:
             self._class_ids = torch.tensor(ids, dtype=torch.int64)
         if self.options.flip and self.outputs is None:
             raise HiersegError("flip averaging needs class scores; this model only predicts labels (drop --flip)")
+        self._background = self._background_lut(taxonomy)
+        if self._background is not None:
+            self.dataset = None  # predict tree concepts, then map them (below)
+
+    def _background_lut(self, taxonomy: Taxonomy | None) -> torch.Tensor | None:
+        """For a dataset whose spec names a background value (VOC's 0: none of its classes): tree concept index ->
+        dataset id, with every concept the dataset does not label on the background. A model that predicts the tree
+        (DSSPN, universal outputs) then says "background" where it sees road or sky, as the dataset's benchmark asks;
+        restricted to the dataset's own labels it never could."""
+        if self.dataset is None or taxonomy is None or isinstance(self.outputs, RawClasses | DatasetClasses):
+            return None
+        background = taxonomy.artifact.get("datasets", {}).get(self.dataset, {}).get("background")
+        if background is None:
+            return None
+        from hierseg.taxonomy.translate import translation
+
+        lut = torch.full((len(taxonomy),), int(background), dtype=torch.int64)
+        for entry in translation(taxonomy, TREE, self.dataset).entries:
+            if entry.relation in ("equal", "coarser") and entry.source_id < len(lut):
+                lut[entry.source_id] = entry.target_id
+        return lut
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -130,6 +152,8 @@ class Predictor:
             ids = self._from_ids(image, size)
         if self._class_ids is not None:
             ids = self._class_ids.to(ids.device)[ids]
+        if self._background is not None:
+            ids = self._background.to(ids.device)[ids]
         return ids
 
     def _windows(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
@@ -189,9 +213,13 @@ class Predictor:
         return ids.long()
 
 
-def resolve_split(dataset: str, split: str) -> str:
-    """A split of the dataset's layout; ``val`` and ``train`` also name ADE20K's ``validation``, COCO's ``val2017``..."""
-    splits = layout(dataset).splits
+def resolve_split(dataset: str, split: str, taxonomy: Taxonomy | None = None) -> str:
+    """A split of the dataset's layout; ``val`` and ``train`` also name ADE20K's ``validation``, COCO's ``val2017``...
+    A folder dataset (added to ``taxonomy`` with no official layout) takes any split: a subfolder of images/."""
+    name = layout_name(dataset, taxonomy)
+    if name == FOLDER:
+        return split
+    splits = layout(name).splits
     if split in splits:
         return split
     matches = [s for s in splits if s.startswith(split)]
@@ -316,15 +344,15 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
     """
     from torch.utils.data import DataLoader, Subset
 
-    from hierseg.data.readers import official
+    from hierseg.data.readers import open_split
     from hierseg.data.transforms import EvalTransform
 
     options = options or InferenceOptions()
     if batch_size < 1 or workers < 0 or (limit is not None and limit < 1):
         raise HiersegError("batch size and limit must be at least 1, workers at least 0")
     space = resolve_space(model, dataset_name)
-    split = resolve_split(dataset_name, split)
-    data = official(dataset_name, root, split, transform=EvalTransform(options.short))
+    split = resolve_split(dataset_name, split, taxonomy)
+    data = open_split(dataset_name, root, split, taxonomy=taxonomy, transform=EvalTransform(options.short))
     rank, world = _rank_world()
     indices = range(min(len(data), limit or len(data)))
     shard = Subset(data, indices[rank::world])

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.specs import DatasetSpec, load_spec
+from hierseg.taxonomy.specs import DatasetSpec, dataset_spec
 from hierseg.taxonomy.tree import Taxonomy
 
 INNER = "inner"  # group of classes whose concept is an inner node of the tree
@@ -57,9 +57,10 @@ class EvalClasses:
 
     @classmethod
     def of(cls, dataset: str | DatasetSpec, taxonomy: Taxonomy | None = None) -> EvalClasses:
-        """From a dataset name (its shipped spec) or a spec; concepts from ``taxonomy`` (default: the shipped tree)."""
-        spec = load_spec(dataset) if isinstance(dataset, str) else dataset
+        """From a dataset name (its spec: shipped, or carried by an extended ``taxonomy``) or a spec; concepts from
+        ``taxonomy`` (default: the shipped tree)."""
         taxonomy = taxonomy if taxonomy is not None else Taxonomy.load()
+        spec = dataset_spec(dataset, taxonomy.artifact) if isinstance(dataset, str) else dataset
         covered = spec.name in taxonomy.datasets
         classes = []
         for label in spec.labels:

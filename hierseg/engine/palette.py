@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from hierseg.taxonomy.labelspace import TREE, label_space
-from hierseg.taxonomy.specs import DATASETS, load_spec
+from hierseg.taxonomy.specs import DATASETS, dataset_spec
 from hierseg.taxonomy.tree import Taxonomy
 
 LEGEND_ROWS = 40  # more classes than this are summarised in one last line
@@ -43,8 +43,9 @@ class Palette:
         return self.names.get(value, f"value {value}")
 
 
-def dataset_palette(dataset: str) -> Palette:
-    spec = load_spec(dataset)
+def dataset_palette(dataset: str, taxonomy: Taxonomy | None = None) -> Palette:
+    """A built-in dataset's palette, or an added one's from the label table its extended ``taxonomy`` carries."""
+    spec = dataset_spec(dataset, taxonomy.artifact if taxonomy is not None else None)
     colors = np.zeros((spec.num_ids, 3), dtype=np.uint8)
     for label in spec.labels:
         colors[label.id] = label.color if label.color is not None else stable_color(f"{dataset}:{label.name}")
@@ -71,8 +72,8 @@ def palette(space: str, taxonomy: Taxonomy | None = None, num_classes: int | Non
     """The palette of a dataset, of the tree (``"tree"``), or of ``num_classes`` raw classes (``space="classes"``)."""
     if space == TREE:
         return tree_palette(taxonomy if taxonomy is not None else Taxonomy.load())
-    if space in DATASETS:
-        return dataset_palette(space)
+    if space in DATASETS or (taxonomy is not None and space in taxonomy.datasets):
+        return dataset_palette(space, taxonomy)
     return class_palette(num_classes or 0)
 
 

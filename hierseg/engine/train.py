@@ -47,7 +47,7 @@ from hierseg.engine.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from hierseg.engine.config import DatasetConfig, TrainConfig, first_difference
+from hierseg.engine.config import BUILT_IN, DatasetConfig, TrainConfig, first_difference
 from hierseg.engine.logs import MetricsLog, Progress
 from hierseg.engine.optim import build_optimizer, learning_rates, poly_scheduler
 from hierseg.taxonomy.errors import HiersegError
@@ -167,7 +167,8 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
 
     datasets = {}
     for i, d in enumerate(config.data.datasets):
-        datasets[d.name] = _open_dataset(d, config.run.seed, lambda field, msg, i=i: fail(f"data.datasets.{i}{field}", msg))
+        datasets[d.name] = _open_dataset(d, config.run.seed, lambda field, msg, i=i: fail(f"data.datasets.{i}{field}", msg),
+                                         taxonomy)
 
     if config.output.tensorboard:
         from hierseg.engine.tensorboard import check_available
@@ -177,19 +178,21 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
     return Prepared(config, source, datasets, config.model.name, kwargs, taxonomy, model_fn, payload)
 
 
-def _open_dataset(d: DatasetConfig, seed: int, fail: Callable[[str, str], HiersegError]) -> Any:
-    from hierseg.data.layouts import layout
-    from hierseg.data.readers import official
+def _open_dataset(d: DatasetConfig, seed: int, fail: Callable[[str, str], HiersegError],
+                  taxonomy: Taxonomy | None = None) -> Any:
+    """One split of a dataset, built in or added to ``taxonomy`` (read the way its spec says its files lie)."""
+    from hierseg.data.readers import open_split
     from hierseg.data.transforms import TrainTransform
-    from hierseg.taxonomy.specs import load_spec
+    from hierseg.taxonomy.specs import dataset_spec
 
     if not d.root.is_dir():
-        raise fail(".root", f"{d.root}: no such folder (a synthetic copy: hierseg data synth --dataset {d.name} "
+        tree = "" if d.name in BUILT_IN else " --taxonomy TREE.json"
+        raise fail(".root", f"{d.root}: no such folder (a synthetic copy: hierseg data synth --dataset {d.name}{tree} "
                             f"--out {d.root})")
-    split = d.split or layout(d.name).splits[0]
-    transform = TrainTransform(crop=d.crop, ignore=load_spec(d.name).ignore, scale=d.scale, flip=d.flip)
     try:
-        return official(d.name, d.root, split, transform=transform, seed=seed)
+        spec = dataset_spec(d.name, taxonomy.artifact if taxonomy is not None else None)
+        transform = TrainTransform(crop=d.crop, ignore=spec.ignore, scale=d.scale, flip=d.flip)
+        return open_split(d.name, d.root, d.split, taxonomy=taxonomy, transform=transform, seed=seed)
     except HiersegError as exc:
         raise fail("", str(exc)) from None
 

@@ -11,7 +11,7 @@ import networkx as nx
 import numpy as np
 from PIL import Image
 
-from hierseg.taxonomy import load_spec
+from hierseg.taxonomy import NeuronGraph, Taxonomy, load_spec
 from tests.conftest import run_cli
 
 
@@ -90,9 +90,11 @@ def test_taxonomy_export_graphml_dot_json(tmp_path):
     assert nx.is_arborescence(tree)
     assert tree.nodes["animal_things"]["ade20k"] == "127"
     neurons = json.loads(run_cli("taxonomy", "export", "--graph", "neurons").stdout)
-    assert len(neurons["nodes"]) == 69 and len(neurons["edges"]) == 68
+    graph = NeuronGraph(Taxonomy.load())
+    assert len(neurons["nodes"]) == len(graph) and len(neurons["edges"]) == len(graph) - 1
     road = next(n for n in neurons["nodes"] if n["id"] == "road")
     assert road["active_mapillary"] and not road["active_cityscapes"]
+    assert road["self_output"]  # Cityscapes labels road, Mapillary splits it
     dot = run_cli("taxonomy", "export", "--format", "dot").stdout
     assert dot.startswith("digraph tree {") and dot.count(" -> ") == 358
 
