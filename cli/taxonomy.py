@@ -1,4 +1,4 @@
-"""``hierseg taxonomy build | validate | show | stats``."""
+"""``hierseg taxonomy build | validate | show | stats | diff | export | draw``."""
 
 from __future__ import annotations
 
@@ -124,7 +124,10 @@ def stats(
     path: ArtifactArg = None,
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
-    """Concepts per depth, semantic neurons, branching, and per dataset: labels, concepts, neurons on their paths."""
+    """Concepts per depth, neurons, branching, WordNet placement checks, and per dataset: labels, concepts, neurons.
+
+    ``placements weak`` counts the merge placements checked only against object.n.01 or entity.n.01.
+    """
     from hierseg.taxonomy.stats import tree_stats
 
     data = tree_stats(Taxonomy.load(path))
@@ -134,6 +137,7 @@ def stats(
     rows = [(key, value) for key, value in data.items() if not isinstance(value, dict)]
     rows += [(f"concepts at depth {d}", n) for d, n in data["concepts_per_depth"].items()]
     rows += [(f"source {s}", n) for s, n in data["by_source"].items()]
+    rows += [(f"placements {k}", v if not isinstance(v, list) else " ".join(v)) for k, v in data["placements"].items()]
     for name, values in data["datasets"].items():
         rows += [(f"{name} {key}", value) for key, value in values.items()]
     if format is Format.csv:
@@ -152,6 +156,29 @@ def stats(
     Console(width=100).print(table)
 
 
+@app.command()
+def diff(
+    old: Annotated[Path, typer.Argument(help="The earlier tree artifact.")],
+    new: ArtifactArg = None,
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """List what changed between two trees: each concept added, removed or moved and each dataset label whose
+    concept changed, as before -> after paths."""
+    from hierseg.taxonomy.diff import diff_trees
+
+    rows = diff_trees(Taxonomy.load(old), Taxonomy.load(new))
+    if format is Format.json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    out = io.StringIO()
+    if format is Format.csv:
+        writer = csv.DictWriter(out, fieldnames=["kind", "item", "before", "after"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            out.write(f"{row['kind']:8} {row['item']}: {row['before'] or '-'} -> {row['after'] or '-'}\n")
+    typer.echo(out.getvalue(), nl=False)
 
 
 @app.command()

@@ -88,7 +88,7 @@ def test_taxonomy_export_graphml_dot_json(tmp_path):
     assert nx.is_arborescence(tree)
     assert tree.nodes["animal_things"]["ade20k"] == "127"
     neurons = json.loads(run_cli("taxonomy", "export", "--graph", "neurons").stdout)
-    assert len(neurons["nodes"]) == 69 and len(neurons["edges"]) == 68
+    assert len(neurons["nodes"]) == 89 and len(neurons["edges"]) == 88
     road = next(n for n in neurons["nodes"] if n["id"] == "road")
     assert road["active_mapillary"] and not road["active_cityscapes"]
     dot = run_cli("taxonomy", "export", "--format", "dot").stdout

@@ -27,7 +27,7 @@ def test_info_reports_dsspn_structure_for_a_dataset() -> None:
     assert info["params"] == sum(p.numel() for p in model.parameters())
     assert info["neuron_params"] == head_parameter_count(model.graph, 256, 32)
     assert info["head_params"] == info["neuron_params"] + info["transition_params"]
-    assert info["neurons"] == 69 and info["m"] == 32
+    assert info["neurons"] == 89 and info["m"] == 32
     assert info["dataset_neurons"] == int(model.graph.mask("mapillary").active.sum())
 
 

@@ -249,7 +249,7 @@ def test_bad_arguments_are_one_line_errors() -> None:
 def test_real_tree_head_and_universal_step() -> None:
     torch.manual_seed(0)
     model = create_model("dsspn_resnet18", m=16, m0=32)
-    assert len(model.head.neurons) == 69
+    assert len(model.head.neurons) == 89
     assert sum(p.numel() for p in model.head.parameters()) == head_parameter_count(model.graph, 32, 16)
     image = torch.rand(1, 3, 41, 41)
     for dataset, value in (("cityscapes", 7), ("mapillary", 13), ("ade20k", 7), ("coco_stuff", 0)):

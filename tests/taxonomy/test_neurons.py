@@ -108,8 +108,8 @@ def test_toy_activated_subgraph_batch(toy):
     assert tensors.images == sub.images
 
 
-def test_real_graph_has_69_neurons_parents_first(real):
-    assert len(real) == 69
+def test_real_graph_has_89_neurons_parents_first(real):
+    assert len(real) == 89
     for n in real.neurons:
         assert all(real.neurons[a].depth < n.depth for a in n.ancestors)
         assert len(n.children) >= 2
