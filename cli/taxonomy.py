@@ -1,4 +1,4 @@
-"""``hierseg taxonomy build | validate | show | stats | diff | export | draw``."""
+"""``hierseg taxonomy build | validate | show | stats | compare | diff | export | draw``."""
 
 from __future__ import annotations
 
@@ -154,6 +154,58 @@ def stats(
     for key, value in rows:
         table.add_row(key, str(value))
     Console(width=100).print(table)
+
+
+@app.command()
+def compare(
+    mseg: Annotated[Path, typer.Option("--mseg", help="MSeg's master taxonomy (MSeg_master.tsv from mseg-api).")],
+    path: ArtifactArg = None,
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Cross-check the tree against MSeg: per universal class one concept, nested or unrelated, and every
+    cross-dataset label pair MSeg calls one class that the tree keeps unrelated (with why, where known)."""
+    from hierseg.taxonomy.compare import CompareError, load_notes, pair_rows, read_mseg
+    from hierseg.taxonomy.compare import compare as run_compare
+
+    taxonomy = Taxonomy.load(path)
+    try:
+        classes = read_mseg(mseg)
+    except CompareError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    result = run_compare(taxonomy, classes, load_notes())
+    summary = result.summary()
+    if format is Format.json:
+        typer.echo(json.dumps({"summary": summary, "classes": result.classes, "pairs": pair_rows(result),
+                               "skipped": result.skipped}, indent=2))
+        return
+    if format is Format.csv:
+        rows = pair_rows(result)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["universal"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        typer.echo(out.getvalue(), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200)
+    table = Table("statistic", "value", title="MSeg cross-check")
+    for key, value in summary.items():
+        table.add_row(key.replace("_", " "), str(value))
+    console.print(table)
+    classes = Table("universal", "relation", "concepts", title="MSeg classes our tree does not make one concept")
+    for item in result.classes:
+        if item["relation"] != "one concept":
+            classes.add_row(item["universal"], item["relation"], ", ".join(item["concepts"]))
+    console.print(classes)
+    pairs = Table("universal", "label a", "label b", "a -> b", "b -> a", "why", title="Unrelated label pairs")
+    for pair in result.unrelated:
+        pairs.add_row(pair.universal, f"{pair.a.dataset}:{pair.a.name} ({pair.concept_a})",
+                      f"{pair.b.dataset}:{pair.b.name} ({pair.concept_b})", pair.a_to_b, pair.b_to_a, pair.why or "-")
+    console.print(pairs)
 
 
 @app.command()
