@@ -1,4 +1,4 @@
-"""``hierseg taxonomy build | validate | show | stats``."""
+"""``hierseg taxonomy build | validate | show | stats | compare | diff | export | draw``."""
 
 from __future__ import annotations
 
@@ -224,7 +224,10 @@ def stats(
     path: ArtifactArg = None,
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
-    """Concepts per depth, semantic neurons, branching, and per dataset: labels, concepts, neurons on their paths."""
+    """Concepts per depth, neurons, branching, WordNet placement checks, and per dataset: labels, concepts, neurons.
+
+    ``placements weak`` counts the merge placements checked only against object.n.01 or entity.n.01.
+    """
     from hierseg.taxonomy.stats import tree_stats
 
     data = tree_stats(Taxonomy.load(path))
@@ -234,6 +237,7 @@ def stats(
     rows = [(key, value) for key, value in data.items() if not isinstance(value, dict)]
     rows += [(f"concepts at depth {d}", n) for d, n in data["concepts_per_depth"].items()]
     rows += [(f"source {s}", n) for s, n in data["by_source"].items()]
+    rows += [(f"placements {k}", v if not isinstance(v, list) else " ".join(v)) for k, v in data["placements"].items()]
     for name, values in data["datasets"].items():
         rows += [(f"{name} {key}", value) for key, value in values.items()]
     if format is Format.csv:
@@ -252,6 +256,81 @@ def stats(
     Console(width=100).print(table)
 
 
+@app.command()
+def compare(
+    mseg: Annotated[Path, typer.Option("--mseg", help="MSeg's master taxonomy (MSeg_master.tsv from mseg-api).")],
+    path: ArtifactArg = None,
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Cross-check the tree against MSeg: per universal class one concept, nested or unrelated, and every
+    cross-dataset label pair MSeg calls one class that the tree keeps unrelated (with why, where known)."""
+    from hierseg.taxonomy.compare import CompareError, load_notes, pair_rows, read_mseg
+    from hierseg.taxonomy.compare import compare as run_compare
+
+    taxonomy = Taxonomy.load(path)
+    try:
+        classes = read_mseg(mseg)
+    except CompareError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    result = run_compare(taxonomy, classes, load_notes())
+    summary = result.summary()
+    if format is Format.json:
+        typer.echo(json.dumps({"summary": summary, "classes": result.classes, "pairs": pair_rows(result),
+                               "skipped": result.skipped}, indent=2))
+        return
+    if format is Format.csv:
+        rows = pair_rows(result)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["universal"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        typer.echo(out.getvalue(), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200)
+    table = Table("statistic", "value", title="MSeg cross-check")
+    for key, value in summary.items():
+        table.add_row(key.replace("_", " "), str(value))
+    console.print(table)
+    classes = Table("universal", "relation", "concepts", title="MSeg classes our tree does not make one concept")
+    for item in result.classes:
+        if item["relation"] != "one concept":
+            classes.add_row(item["universal"], item["relation"], ", ".join(item["concepts"]))
+    console.print(classes)
+    pairs = Table("universal", "label a", "label b", "a -> b", "b -> a", "why", title="Unrelated label pairs")
+    for pair in result.unrelated:
+        pairs.add_row(pair.universal, f"{pair.a.dataset}:{pair.a.name} ({pair.concept_a})",
+                      f"{pair.b.dataset}:{pair.b.name} ({pair.concept_b})", pair.a_to_b, pair.b_to_a, pair.why or "-")
+    console.print(pairs)
+
+
+@app.command()
+def diff(
+    old: Annotated[Path, typer.Argument(help="The earlier tree artifact.")],
+    new: ArtifactArg = None,
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """List what changed between two trees: each concept added, removed or moved and each dataset label whose
+    concept changed, as before -> after paths."""
+    from hierseg.taxonomy.diff import diff_trees
+
+    rows = diff_trees(Taxonomy.load(old), Taxonomy.load(new))
+    if format is Format.json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    out = io.StringIO()
+    if format is Format.csv:
+        writer = csv.DictWriter(out, fieldnames=["kind", "item", "before", "after"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            out.write(f"{row['kind']:8} {row['item']}: {row['before'] or '-'} -> {row['after'] or '-'}\n")
+    typer.echo(out.getvalue(), nl=False)
 
 
 @app.command()

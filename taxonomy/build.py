@@ -1,9 +1,15 @@
 """Build the WordNet-merged concept tree from COCO-Stuff's hierarchy, the label tables and the merge spec.
 
 The build is a pure function of the files in ``taxonomy/specs/`` and WordNet 3.0: same inputs, same bytes.
-Every placement the merge spec makes is checked against WordNet: the synset of the nearest ancestor that has
-one must be among the concept's hypernyms (instance hypernyms included), unless the spec marks the placement
-as an exception and gives its reason. Every problem is collected and reported with its spec line.
+Every placement the merge spec makes (added, adopted and moved concepts) is checked against WordNet:
+
+* the synset of the nearest ancestor that has one must be among the concept's hypernyms (instance hypernyms
+  included), unless the spec marks the placement ``exception: true`` and gives its reason;
+* no existing concept deeper than the concept's parent may be among its hypernyms (it would be the closer
+  parent), unless the spec names it under ``not_below`` with a reason;
+* no two concepts of the whole tree may share a synset, unless one names the other under ``shares_synset``.
+
+A mark that is not needed is an error too. Every problem is collected and reported with its spec line.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class _Node:
     check: str = "coco"
     adopter: str | None = None
     exempt: tuple[str, ...] = ()
+    not_below: dict[str, str] = field(default_factory=dict)
+    shares_synset: dict[str, str] = field(default_factory=dict)
 
 
 def _coco_nodes(spec_dir: Path, root: str) -> dict[str, _Node]:
@@ -94,7 +102,8 @@ def _apply_merge(nodes: dict[str, _Node], merge: MergeSpec, problems: list[str])
             problems.append(f"{where}: concept id {item.id!r} already exists ({nodes[item.id].where})")
             continue
         nodes[item.id] = _Node(item.id, item.name, item.parent, item.synset, item.source, item.reason,
-                               item.exception, where, check="parent", exempt=item.exempt)
+                               item.exception, where, check="parent", exempt=item.exempt,
+                               not_below=dict(item.not_below), shares_synset=dict(item.shares_synset))
     for item in merge.added:
         where = merge.where(item.line)
         if item.parent not in nodes:
@@ -115,21 +124,45 @@ def _apply_merge(nodes: dict[str, _Node], merge: MergeSpec, problems: list[str])
             nodes[item.id].children.append(adopted)
         for exempt in sorted(set(item.exempt) - set(item.adopts)):
             problems.append(f"{where}: {item.id!r} exempts {exempt!r}, which it does not adopt")
+    for item in merge.moved:
+        where = merge.where(item.line)
+        node = nodes.get(item.id)
+        if node is None:
+            problems.append(f"{where}: cannot move unknown concept {item.id!r}")
+            continue
+        if node.check != "coco":
+            problems.append(f"{where}: {item.id!r} is placed by the merge already ({node.where}); set its parent there")
+            continue
+        if item.parent not in nodes:
+            problems.append(f"{where}: concept {item.id!r} has unknown parent {item.parent!r}")
+            continue
+        if node.parent is not None:
+            nodes[node.parent].children.remove(item.id)
+        nodes[item.parent].children.append(item.id)
+        node.parent, node.check, node.where, node.reason = item.parent, "parent", where, item.reason
+        node.exception, node.not_below, node.shares_synset = item.exception, dict(item.not_below), dict(item.shares_synset)
+    for item in merge.removed:
+        where = merge.where(item.line)
+        node = nodes.get(item.id)
+        if node is None or node.check != "coco":
+            problems.append(f"{where}: only a COCO-Stuff concept can be removed, not {item.id!r}")
+            continue
+        if node.children:
+            problems.append(f"{where}: cannot remove {item.id!r}, it still has children ({', '.join(node.children)})")
+            continue
+        if node.parent is not None:
+            nodes[node.parent].children.remove(item.id)
+        del nodes[item.id]
 
 
 def _map_labels(nodes: dict[str, _Node], merge: MergeSpec, specs: dict[str, DatasetSpec], problems: list[str]) -> None:
-    for label in specs["coco_stuff"].labels:
-        cid = concept_id(label.name)
-        if cid not in nodes:
-            problems.append(f"coco_stuff.csv: label {label.id} {label.name!r} is not a node of the COCO hierarchy")
-            continue
-        nodes[cid].labels.setdefault("coco_stuff", []).append(label.id)
+    """COCO-Stuff labels map by name onto their own nodes unless the spec maps or voids them; the others as listed."""
     mapped: dict[tuple[str, int], int] = {}
     for entry in merge.labels:
         where = merge.where(entry.line)
         spec = specs.get(entry.dataset)
-        if spec is None or entry.dataset == "coco_stuff":
-            problems.append(f"{where}: labels of {entry.dataset!r} cannot be mapped here")
+        if spec is None:
+            problems.append(f"{where}: labels of unknown dataset {entry.dataset!r}")
             continue
         if entry.label_id not in spec.ids:
             problems.append(f"{where}: {entry.dataset} has no label id {entry.label_id}")
@@ -143,7 +176,18 @@ def _map_labels(nodes: dict[str, _Node], merge: MergeSpec, specs: dict[str, Data
             continue
         mapped[(entry.dataset, entry.label_id)] = entry.line
         nodes[entry.concept].labels.setdefault(entry.dataset, []).append(entry.label_id)
-    for dataset in DATASETS[1:]:
+    coco_void = merge.void.get("coco_stuff", {})
+    for label in specs["coco_stuff"].labels:
+        if ("coco_stuff", label.id) in mapped or label.id in coco_void:
+            continue
+        cid = concept_id(label.name)
+        if cid not in nodes:
+            problems.append(f"{merge.path.name}: coco_stuff label {label.id} {label.name!r} has no concept of its "
+                            f"name; map it under labels or list it under void")
+            continue
+        mapped[("coco_stuff", label.id)] = 0
+        nodes[cid].labels.setdefault("coco_stuff", []).append(label.id)
+    for dataset in DATASETS:
         void = merge.void.get(dataset, {})
         for label in specs[dataset].labels:
             if (dataset, label.id) not in mapped and label.id not in void:
@@ -191,7 +235,56 @@ def _check_wordnet(nodes: dict[str, _Node], wordnet: Any, problems: list[str]) -
             problems.append(f"{where}: {node.synset} ({node.id}) does not have {resolved[anchor].name()} ({anchor}) "
                             f"among its WordNet hypernyms; fix the parent or mark it in {flag} with a reason")
         node.check = "exception" if exempt else f"wordnet:{anchor}"
+    _check_closer(nodes, resolved, problems)
+    _check_shared(nodes, resolved, problems)
     return resolved
+
+
+def _hypernyms(synset: Any) -> set[Any]:
+    return set(synset.closure(lambda s: s.hypernyms() + s.instance_hypernyms()))
+
+
+def _check_closer(nodes: dict[str, _Node], resolved: dict[str, Any], problems: list[str]) -> None:
+    """A merge placement whose WordNet hypernyms include a concept deeper than its parent misses its closer parent."""
+    by_synset: dict[Any, list[str]] = {}
+    for cid, synset in resolved.items():
+        by_synset.setdefault(synset, []).append(cid)
+    depth = {cid: len(_ancestors(nodes, cid)) for cid in nodes}
+    for node in nodes.values():
+        if node.check == "coco":
+            continue
+        closer = set()
+        if node.id in resolved and node.parent is not None:
+            for synset in _hypernyms(resolved[node.id]):
+                closer.update(c for c in by_synset.get(synset, ()) if depth[c] > depth[node.parent] and c != node.id)
+        for cid in sorted(closer - set(node.not_below)):
+            how = ("name it under `not_below` with a reason" if node.adopter is None
+                   else "move it with a `moved` entry that names it under `not_below` with a reason")
+            problems.append(f"{node.where}: {node.synset} ({node.id}) has {resolved[cid].name()} ({cid}) among its "
+                            f"WordNet hypernyms, deeper than its parent {node.parent!r}; place it below {cid!r} or {how}")
+        for cid in sorted(set(node.not_below) - closer):
+            problems.append(f"{node.where}: {node.id!r} marks {cid!r} under `not_below`, but {cid!r} is no WordNet "
+                            f"hypernym of it deeper than its parent; remove the mark")
+
+
+def _check_shared(nodes: dict[str, _Node], resolved: dict[str, Any], problems: list[str]) -> None:
+    """Two concepts with one synset are one WordNet concept split in two: an error unless one marks the other."""
+    by_synset: dict[Any, list[str]] = {}
+    for cid, synset in resolved.items():
+        by_synset.setdefault(synset, []).append(cid)
+    for node in nodes.values():
+        for other in sorted(node.shares_synset):
+            if other not in resolved or node.id not in resolved or resolved[other] != resolved[node.id]:
+                problems.append(f"{node.where}: {node.id!r} marks {other!r} under `shares_synset`, but they do not "
+                                f"share a synset; remove the mark")
+    for synset, cids in by_synset.items():
+        for i, a in enumerate(cids):
+            for b in cids[i + 1:]:
+                if b in nodes[a].shares_synset or a in nodes[b].shares_synset:
+                    continue
+                problems.append(f"{nodes[b].where}: {b!r} and {a!r} ({nodes[a].where}) share the synset "
+                                f"{synset.name()}; give one another sense or name the other under `shares_synset` "
+                                f"with a reason")
 
 
 def _definition(node: _Node, resolved: dict[str, Any], specs: dict[str, DatasetSpec]) -> str | None:

@@ -11,7 +11,10 @@ import yaml
 from hierseg.taxonomy.errors import HiersegError
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
-_ADDED_KEYS = {"id", "parent", "synset", "source", "adopts", "reason", "exception", "name", "exempt"}
+_MARKS = ("not_below", "shares_synset")
+_ADDED_KEYS = {"id", "parent", "synset", "source", "adopts", "reason", "exception", "name", "exempt", *_MARKS}
+_MOVED_KEYS = {"id", "parent", "reason", "exception", *_MARKS}
+_REMOVED_KEYS = {"id", "reason"}
 
 
 def concept_id(name: str) -> str:
@@ -31,6 +34,30 @@ class AddedConcept:
     exempt: tuple[str, ...] = ()
     reason: str | None = None
     exception: bool = False
+    not_below: dict[str, str] = field(default_factory=dict)
+    shares_synset: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MovedConcept:
+    """An existing (COCO-Stuff) concept the merge places under another parent; checked like an added one."""
+
+    id: str
+    parent: str
+    reason: str
+    line: int
+    exception: bool = False
+    not_below: dict[str, str] = field(default_factory=dict)
+    shares_synset: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RemovedConcept:
+    """An existing (COCO-Stuff) concept the merge drops; it must be left without children."""
+
+    id: str
+    reason: str
+    line: int
 
 
 @dataclass(frozen=True)
@@ -46,12 +73,44 @@ class MergeSpec:
     path: Path
     root: str
     added: list[AddedConcept] = field(default_factory=list)
+    moved: list[MovedConcept] = field(default_factory=list)
+    removed: list[RemovedConcept] = field(default_factory=list)
     labels: list[LabelMapping] = field(default_factory=list)
     void: dict[str, dict[int, tuple[str, int]]] = field(default_factory=dict)
 
     def where(self, line: int) -> str:
         return f"{self.path.name}:{line}"
 
+
+def _marks(entry: dict, where: str) -> dict[str, dict[str, str]]:
+    """``not_below`` / ``shares_synset``: concept id -> the one-line reason the mark is right."""
+    marks = {}
+    for key in _MARKS:
+        value = entry.get(key) or {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                                  for k, v in value.items()):
+            raise HiersegError(f"{where}: {key} must map concept ids to a reason")
+        marks[key] = dict(value)
+    return marks
+
+
+def _entries(path: Path, node: yaml.Node, section: str, keys: set[str]) -> list[tuple[dict, int, str]]:
+    if not isinstance(node, yaml.SequenceNode):
+        raise HiersegError(f"{path}:{node.start_mark.line + 1}: {section!r} must be a list")
+    out = []
+    for item in node.value:
+        line = item.start_mark.line + 1
+        entry = yaml.safe_load(yaml.serialize(item))
+        where = f"{path.name}:{line}"
+        if not isinstance(entry, dict):
+            raise HiersegError(f"{where}: each entry of {section!r} must be a mapping")
+        unknown = set(entry) - keys
+        if unknown:
+            raise HiersegError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        if not isinstance(entry.get("id"), str) or not entry["id"]:
+            raise HiersegError(f"{where}: field 'id' is required and must be a string")
+        out.append((entry, line, where))
+    return out
 
 
 def _mapping(node: yaml.Node, where: str) -> list[tuple[yaml.Node, yaml.Node]]:
@@ -79,18 +138,8 @@ def load_merge_spec(path: str | Path) -> MergeSpec:
             raise HiersegError(f"{path}: missing top-level key {required!r}")
     spec = MergeSpec(path=path, root=str(sections["root"].value))
 
-    if not isinstance(sections["added"], yaml.SequenceNode):
-        raise HiersegError(f"{path}:{sections['added'].start_mark.line + 1}: 'added' must be a list")
-    for item in sections["added"].value:
-        line = item.start_mark.line + 1
-        entry = yaml.safe_load(yaml.serialize(item))
-        where = f"{path.name}:{line}"
-        if not isinstance(entry, dict):
-            raise HiersegError(f"{where}: each added concept must be a mapping")
-        unknown = set(entry) - _ADDED_KEYS
-        if unknown:
-            raise HiersegError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-        for key in ("id", "parent", "source"):
+    for entry, line, where in _entries(path, sections["added"], "added", _ADDED_KEYS):
+        for key in ("parent", "source"):
             if not isinstance(entry.get(key), str) or not entry[key]:
                 raise HiersegError(f"{where}: field {key!r} is required and must be a string")
         if not _ID.match(entry["id"]):
@@ -104,9 +153,20 @@ def load_merge_spec(path: str | Path) -> MergeSpec:
                 name=entry.get("name") or entry["id"].replace("_", " "),
                 adopts=tuple(entry.get("adopts") or ()), exempt=tuple(entry.get("exempt") or ()),
                 reason=entry.get("reason"),
-                exception=bool(entry.get("exception", False)),
+                exception=bool(entry.get("exception", False)), **_marks(entry, where),
             )
         )
+    if "moved" in sections:
+        for entry, line, where in _entries(path, sections["moved"], "moved", _MOVED_KEYS):
+            if not isinstance(entry.get("parent"), str) or not isinstance(entry.get("reason"), str):
+                raise HiersegError(f"{where}: a moved concept needs 'parent' and a one-line 'reason'")
+            spec.moved.append(MovedConcept(entry["id"], entry["parent"], entry["reason"], line,
+                                           bool(entry.get("exception", False)), **_marks(entry, where)))
+    if "removed" in sections:
+        for entry, line, where in _entries(path, sections["removed"], "removed", _REMOVED_KEYS):
+            if not isinstance(entry.get("reason"), str) or not entry["reason"].strip():
+                raise HiersegError(f"{where}: a removed concept needs a one-line 'reason'")
+            spec.removed.append(RemovedConcept(entry["id"], entry["reason"], line))
 
     for dataset_node, table in _mapping(sections["labels"], f"{path}: labels"):
         for key, value in _mapping(table, f"{path}:{table.start_mark.line + 1}"):

@@ -14,6 +14,32 @@ def neurons(taxonomy: Taxonomy) -> list[str]:
     return [n.concept for n in NeuronGraph(taxonomy).neurons]
 
 
+WEAK_ANCHORS = ("object.n.01", "entity.n.01")
+
+
+def placement_stats(taxonomy: Taxonomy) -> dict[str, Any]:
+    """How the builder checked each placement (the artifact's ``placement`` field).
+
+    ``coco``: COCO-Stuff's own hierarchy; ``checked``: against the nearest ancestor's synset; of those, ``weak``
+    are checked only against ``object.n.01`` or ``entity.n.01`` (any physical thing passes); ``exception``: marked
+    in the spec with a reason; ``no_synset``: the concept has no WordNet sense; ``unchecked``: adopted by a
+    super-class without a synset.
+    """
+    counts = Counter({"coco": 0, "checked": 0, "weak": 0, "exception": 0, "no_synset": 0, "unchecked": 0})
+    weak = []
+    for entry in taxonomy.artifact["concepts"]:
+        placement = entry.get("placement", "coco")
+        if placement.startswith("wordnet:"):
+            counts["checked"] += 1
+            anchor = placement.split(":", 1)[1]
+            if anchor in taxonomy and taxonomy[anchor].synset in WEAK_ANCHORS:
+                weak.append(entry["id"])
+        else:
+            counts[placement.replace(" ", "_")] += 1
+    counts["weak"] = len(weak)
+    return {**counts, "weak_concepts": weak}
+
+
 def tree_stats(taxonomy: Taxonomy) -> dict[str, Any]:
     per_depth = Counter(c.depth for c in taxonomy)
     inner = [len(taxonomy.children(c.id)) for c in taxonomy if not taxonomy.is_leaf(c.id)]
@@ -40,6 +66,7 @@ def tree_stats(taxonomy: Taxonomy) -> dict[str, Any]:
         "branching_max": max(inner),
         "with_synset": sum(1 for c in taxonomy if c.synset),
         "by_source": dict(sorted(Counter(c.source for c in taxonomy).items())),
+        "placements": placement_stats(taxonomy),
         "datasets": datasets,
         **_extension(taxonomy),
     }

@@ -48,8 +48,9 @@ _KEY_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 _ROLES = {
     "sky_stuff": "sky", "building_stuff": "backdrop", "plant_stuff": "backdrop", "solid_stuff": "backdrop",
     "wall_stuff": "wall", "structural_stuff": "barrier", "ground_stuff": "ground", "water_stuff": "ground",
+    "terrain": "ground", "light": "indoor_thing", "container": "indoor_thing",
     "road": "road", "pavement": "pavement", "recording_vehicle": "ego", "outdoor_super_things": "outdoor_thing",
-    "ceiling_stuff": "ceiling", "floor_stuff": "floor", "window_stuff": "window", "floor_cover": "rug",
+    "ceiling_stuff": "ceiling", "floor_stuff": "floor", "window_stuff": "window", "carpeting": "rug",
     "indoor_super_things": "indoor_thing", "indoor_super_stuff": "indoor_thing",
     "lane_marking": "marking", "crosswalk_zebra": "zebra", "crosswalk_plain": "crossing",
     "manhole": "spot", "catch_basin": "spot", "pothole": "spot",

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 
@@ -44,7 +46,7 @@ def test_build_from_a_broken_spec_names_each_line_and_writes_nothing(tmp_path):
     shutil.copytree(SPEC_DIR, specs)
     merge = specs / "merge.yaml"
     text = merge.read_text()
-    text = text.replace("{id: tower, parent: building_stuff,", "{id: tower, parent: nowhere,")
+    text = text.replace("{id: tower, parent: building_other,", "{id: tower, parent: nowhere,")
     text = text.replace("synset: hovel.n.01,", "synset: hovel.n.77,")
     merge.write_text(text)
     out = tmp_path / "tree.json"
@@ -54,3 +56,39 @@ def test_build_from_a_broken_spec_names_each_line_and_writes_nothing(tmp_path):
     assert any(line.startswith("error: merge.yaml:") and "unknown parent 'nowhere'" in line for line in lines)
     assert "Traceback" not in result.stderr
     assert not out.exists() and not (tmp_path / "label_maps").exists()
+
+
+def test_diff_lists_moves_additions_removals_and_labels(tmp_path):
+    old = json.loads(DEFAULT_ARTIFACT.read_text())
+    concepts = {c["id"]: c for c in old["concepts"]}
+    concepts["lake"]["parent"] = "water_stuff"  # the old placement: beside water-other
+    concepts["lake"]["depth"] = 4
+    concepts["grass"]["labels"].pop("ade20k")
+    concepts["plant_stuff"]["labels"]["ade20k"].append(10)  # ADE20K's grass on vegetation
+    old["concepts"] = [c for c in old["concepts"] if c["id"] != "pedestrian"]
+    concepts["person"]["labels"]["cityscapes"] = [24]
+    old["concepts"].append({"id": "unicorn", "name": "unicorn", "parent": "animal_things", "depth": 4, "labels": {}})
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    result = run_cli("taxonomy", "diff", str(path), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    rows = {(r["kind"], r["item"]): (r["before"], r["after"]) for r in csv.DictReader(io.StringIO(result.stdout))}
+    assert rows[("moved", "lake")] == ("entity/stuff/outdoor_super_stuff/water_stuff/lake",
+                                       "entity/stuff/outdoor_super_stuff/water_stuff/water_other/lake")
+    assert rows[("added", "pedestrian")][1].endswith("/person/pedestrian")
+    assert rows[("removed", "unicorn")] == ("entity/things/outdoor_super_things/animal_things/unicorn", "")
+    assert rows[("label", "ade20k:10")] == ("entity/stuff/outdoor_super_stuff/plant_stuff",
+                                           "entity/stuff/outdoor_super_stuff/terrain/ground_vegetation/grass")
+    assert rows[("label", "cityscapes:24")][1].endswith("/person/pedestrian")
+    assert rows[("label", "mapillary:19")] == ("", rows[("label", "cityscapes:24")][1])  # it lost its concept
+    assert len(rows) == 6
+    same = run_cli("taxonomy", "diff", str(DEFAULT_ARTIFACT))
+    assert same.returncode == 0 and same.stdout == ""
+
+
+def test_stats_report_weak_placements():
+    data = json.loads(run_cli("taxonomy", "stats", "--format", "json").stdout)
+    placements = data["placements"]
+    assert placements["weak"] == len(placements["weak_concepts"]) and "light" in placements["weak_concepts"]
+    table = run_cli("taxonomy", "stats").stdout
+    assert "placements weak" in table

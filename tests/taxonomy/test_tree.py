@@ -23,6 +23,11 @@ def test_paths_and_graph(artifact):
     assert all(tax[c].depth == len(tax.ancestors(c)) for c in tax.graph)
 
 
+def artifact_anchor(artifact, cid):
+    placement = next(c["placement"] for c in artifact["concepts"] if c["id"] == cid)
+    return placement.split(":", 1)[1]
+
+
 def test_stats_agree_with_the_tree(artifact):
     tax = Taxonomy(artifact)
     stats = tree_stats(tax)
@@ -33,7 +38,14 @@ def test_stats_agree_with_the_tree(artifact):
     assert stats["self_outputs"] == len(selfish)
     assert stats["neurons"] == len(neurons(tax)) == sum(1 for c in tax if len(tax.children(c.id)) >= 2
                                                         or c.id in selfish)
-    assert stats["by_source"]["coco_stuff"] == 216
+    # COCO-Stuff's 216 hierarchy nodes, less the 12 the merge removes, plus vessel (its boat label's concept)
+    assert stats["by_source"]["coco_stuff"] == 216 - 12 + 1
+    placements = stats["placements"]
+    assert sum(placements[k] for k in ("coco", "checked", "exception", "no_synset", "unchecked")) == 359
+    for cid in placements["weak_concepts"]:
+        anchor = artifact_anchor(artifact, cid)
+        assert tax[anchor].synset in ("object.n.01", "entity.n.01"), cid
+    assert placements["weak"] == len(placements["weak_concepts"]) < 27  # 27 on the tree before the revision
     assert stats["datasets"]["cityscapes"]["labels"] == 27
     depth_order = [tax[n].depth for n in neurons(tax)]
     assert depth_order == sorted(depth_order)
