@@ -59,6 +59,7 @@ class _Node:
     exempt: tuple[str, ...] = ()
     not_below: dict[str, str] = field(default_factory=dict)
     shares_synset: dict[str, str] = field(default_factory=dict)
+    built: bool = False  # read from a built artifact (tree_nodes): checked when it was built, marks not kept
 
 
 def _coco_nodes(spec_dir: Path, root: str) -> dict[str, _Node]:
@@ -280,7 +281,7 @@ def _check_shared(nodes: dict[str, _Node], resolved: dict[str, Any], problems: l
     for synset, cids in by_synset.items():
         for i, a in enumerate(cids):
             for b in cids[i + 1:]:
-                if b in nodes[a].shares_synset or a in nodes[b].shares_synset:
+                if b in nodes[a].shares_synset or a in nodes[b].shares_synset or (nodes[a].built and nodes[b].built):
                     continue
                 problems.append(f"{nodes[b].where}: {b!r} and {a!r} ({nodes[a].where}) share the synset "
                                 f"{synset.name()}; give one another sense or name the other under `shares_synset` "
@@ -398,7 +399,8 @@ def write_outputs(artifact: dict[str, Any], out: Path = DEFAULT_ARTIFACT, label_
 def tree_nodes(artifact: dict[str, Any]) -> dict[str, _Node]:
     """The concepts of a built artifact as builder nodes. They count as checked: :func:`check_placements` skips them."""
     nodes = {e["id"]: _Node(e["id"], e["name"], e["parent"], e.get("synset"), e.get("source", ""), e.get("reason"),
-                            where=f"concept {e['id']}", labels={k: list(v) for k, v in e.get("labels", {}).items()})
+                            where=f"concept {e['id']}", labels={k: list(v) for k, v in e.get("labels", {}).items()},
+                            built=True)
              for e in artifact["concepts"]}
     for cid, node in nodes.items():
         if node.parent is not None:
