@@ -48,12 +48,12 @@ class DSSPN(nn.Module):
                  combine: Literal["concat", "sum"] = "concat", classifier: Literal["sigmoid", "softmax"] = "sigmoid",
                  structure: Literal["dynamic", "fixed"] = "dynamic", memory_efficient: bool = True,
                  inference: Literal["greedy", "path"] = "path", supervision: Literal["feature", "full"] = "feature",
-                 weighting: Literal["neuron", "pixel"] = "neuron") -> None:
+                 weighting: Literal["pixel", "neuron"] = "pixel") -> None:
         super().__init__()
         for name, value, allowed in (("structure", structure, ("dynamic", "fixed")),
                                      ("inference", inference, INFERENCE_RULES),
                                      ("supervision", supervision, ("feature", "full")),
-                                     ("weighting", weighting, ("neuron", "pixel"))):
+                                     ("weighting", weighting, ("pixel", "neuron"))):
             if value not in allowed:
                 raise HiersegError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {value!r}")
         self.graph = neuron_graph(taxonomy)

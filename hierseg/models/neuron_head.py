@@ -165,13 +165,15 @@ class NeuronHead(nn.Module):
         return activated_batch(self.graph, dataset, label).matrix
 
     def loss(self, h0: torch.Tensor, label: torch.Tensor, dataset: str, structure: str = "dynamic",
-             supervision: str = "feature", weighting: str = "neuron") -> tuple[torch.Tensor, Propagation]:
+             supervision: str = "feature", weighting: str = "pixel") -> tuple[torch.Tensor, Propagation]:
         """The head's loss for root features ``h0`` and full-resolution labels of ``dataset``.
 
         ``supervision``: labels sampled at the feature positions (``"feature"``, the paper) or logits upsampled to
-        the labels (``"full"``). ``weighting``: each activated neuron's mean per-pixel loss, summed over neurons
-        (``"neuron"``), or every neuron's per-pixel losses summed and divided by the number of supervised pixels
-        (``"pixel"``: each pixel weighs the same, as in a flat head's mean cross-entropy).
+        the labels (``"full"``). ``weighting``: every neuron's per-pixel losses summed and divided by the number of
+        supervised pixels (``"pixel"``: each pixel weighs the same, as in a flat head's mean cross-entropy), or each
+        activated neuron's mean per-pixel loss, summed over neurons (``"neuron"``: a neuron that sees three pixels
+        of a batch pulls as hard as the root, which sees all of them; it trained markedly worse, see
+        ``bench/universal_bench.md``).
         """
         small = subsample(label, h0.shape[-2:]) if supervision == "feature" else label
         prop = self.propagate(h0, self.activation(dataset, small, structure))

@@ -50,11 +50,14 @@ def nested_labels() -> torch.Tensor:
     return y
 
 
-def reference_loss(h: NeuronHead, h0: torch.Tensor, label: torch.Tensor, dataset: str) -> torch.Tensor:
+def reference_loss(h: NeuronHead, h0: torch.Tensor, label: torch.Tensor, dataset: str,
+                   weighting: str) -> torch.Tensor:
     """The batch loss recomputed by running the head on each image alone and pooling the per-neuron sums."""
     sums: dict[int, torch.Tensor] = {}
     counts: dict[int, torch.Tensor] = {}
     small = subsample(label, h0.shape[-2:])
+    table = h.graph.activation_table(dataset).any(1)
+    pixels = int(table[small.numpy()].sum())  # pixels some neuron learns from
     for b in range(len(h0)):
         prop = h.propagate(h0[b : b + 1], h.activation(dataset, small[b : b + 1]))
         neurons = sorted(prop.rows)
@@ -63,17 +66,20 @@ def reference_loss(h: NeuronHead, h0: torch.Tensor, label: torch.Tensor, dataset
         for n, si, ci in zip(neurons, s, c, strict=True):
             sums[n] = sums.get(n, 0) + si
             counts[n] = counts.get(n, 0) + ci
+    if weighting == "pixel":
+        return sum(sums.values()) / pixels
     return sum(sums[n] / counts[n].clamp(min=1) for n in sums)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"memory_efficient": False}, {"dense": False}, {"combine": "sum"},
                                     {"classifier": "softmax"}])
-@pytest.mark.parametrize("dataset", ["fine", "nested"])
-def test_dynamic_batching_equals_one_image_at_a_time(graph: NeuronGraph, kwargs: dict, dataset: str) -> None:
+@pytest.mark.parametrize(("dataset", "weighting"), [("fine", "pixel"), ("nested", "pixel"), ("fine", "neuron")])
+def test_dynamic_batching_equals_one_image_at_a_time(graph: NeuronGraph, kwargs: dict, dataset: str,
+                                                     weighting: str) -> None:
     h = head(graph, **kwargs)
     label = fine_labels() if dataset == "fine" else nested_labels()
     h0 = torch.rand(4, M0, 12, 12, dtype=torch.double, requires_grad=True)
-    loss, prop = h.loss(h0, label, dataset)
+    loss, prop = h.loss(h0, label, dataset, weighting=weighting)
     assert {n for n in prop.rows if len(prop.rows[n]) < 4}, "the batch must exercise partial sub-graphs"
     grads = torch.autograd.grad(loss, [h0, *h.parameters()], allow_unused=True)
 
@@ -84,7 +90,7 @@ def test_dynamic_batching_equals_one_image_at_a_time(graph: NeuronGraph, kwargs:
             row = int(np.flatnonzero(prop.rows[n] == b)[0])
             torch.testing.assert_close(prop.logits[n][row], logits[0], atol=1e-5, rtol=0)
 
-    ref = reference_loss(h, h0, label, dataset)
+    ref = reference_loss(h, h0, label, dataset, weighting)
     ref_grads = torch.autograd.grad(ref, [h0, *h.parameters()], allow_unused=True)
     torch.testing.assert_close(loss, ref, atol=1e-5, rtol=0)
     for got, want in zip(grads, ref_grads, strict=True):
@@ -231,7 +237,7 @@ def test_inference_decides_per_pixel(rule: str) -> None:
 
 
 VARIANTS = [{"m": 32}, {"m": 64}, {"dense": False}, {"combine": "sum"}, {"classifier": "softmax"},
-            {"structure": "fixed"}, {"memory_efficient": False}, {"weighting": "pixel"}, {"supervision": "full"},
+            {"structure": "fixed"}, {"memory_efficient": False}, {"weighting": "neuron"}, {"supervision": "full"},
             {"inference": "greedy"}]
 
 
