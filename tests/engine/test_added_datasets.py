@@ -44,7 +44,7 @@ class TreeStub(nn.Module):
 def test_eval_classes_and_palette_come_from_the_extended_tree(voc):
     classes = EvalClasses.of("pascal_voc", voc)
     assert classes.ids == tuple(range(21)) and classes.classes[0].concept is None
-    assert classes.classes[15].concept == "person_things" and classes.classes[15].leaf is False
+    assert classes.classes[15].concept == "person" and classes.classes[15].leaf is False
     pal = palette("pascal_voc", voc)
     assert pal.ignore == 255 and pal.name_of(20) == "tvmonitor" and tuple(pal.colors[20]) == (0, 64, 128)
     with pytest.raises(HiersegError, match="unknown dataset 'pascal_voc'"):
