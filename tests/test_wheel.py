@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import hierseg
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "README.md", "hierseg", "taxonomy", "cli", "data")
 
@@ -53,7 +55,7 @@ def installed(tmp_path_factory) -> Path:
 def test_wheel_holds_the_artifacts_under_hierseg_only(installed):
     wheel = next((installed / "dist").glob("hierseg-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert all(n.startswith(("hierseg/", "hierseg-0.1.0.dist-info/")) for n in names), \
+    assert all(n.startswith(("hierseg/", f"hierseg-{hierseg.__version__}.dist-info/")) for n in names), \
         [n for n in names if not n.startswith("hierseg")]
     assert "hierseg/artifacts/taxonomy/dsspn359.json" in names
     maps = {f"hierseg/artifacts/label_maps/{d}.csv" for d in ("coco_stuff", "ade20k", "cityscapes", "mapillary")}
