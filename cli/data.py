@@ -17,11 +17,12 @@ def synth(
     n: Annotated[int, typer.Option("--n", min=1, help="Images per split.")] = 8,
     size: Annotated[int, typer.Option(min=32, help="Image side in pixels (width = height).")] = 256,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same files.")] = 0,
+    classes: Annotated[int | None, typer.Option(min=1, help="Draw at most this many classes per scene role.")] = None,
 ) -> None:
     """Write a small synthetic dataset in exactly DATASET's official layout and id convention."""
     from hierseg.data.synth import synthesize
 
-    written = synthesize(dataset, out, n=n, size=size, seed=seed)
+    written = synthesize(dataset, out, n=n, size=size, seed=seed, classes=classes)
     typer.echo(f"wrote {written} {dataset} samples under {out}")
 
 

@@ -44,7 +44,7 @@ def _load(path: Path, dataset: str | None = None, what: str = "evaluation"):
     if dataset not in (None, "tree") and trained is not None and dataset not in trained:
         typer.echo(f"warning: {path} was trained on {', '.join(trained)}, not {dataset}: this is cross-dataset "
                    f"{what}", err=True)
-    return model, taxonomy
+    return model, taxonomy, payload
 
 
 def _percent(value: float) -> str:
@@ -61,11 +61,23 @@ def _table(report, per_class: bool) -> None:
                   f"{report.seconds:.1f} s")
     console.print(f"mIoU {_percent(m.miou)}  pixel acc. {_percent(m.pixel_acc)}  class-average acc. "
                   f"{_percent(m.mean_acc)}")
+    c = report.comparison
+    if c is not None:
+        total = max(c["pixels"], 1)
+        console.print(f"predictions in {c['space']}: of {c['pixels']} evaluated pixels, {c['equal']} equal, "
+                      f"{c['finer']} finer (scored by extent), {c['coarser']} coarser and {c['outside']} outside "
+                      f"{report.dataset}'s labels (wrong), {c['not_comparable']} could not be compared "
+                      f"({100 * c['not_comparable'] / total:.2f} %, void or ignore predictions: misses)")
     groups = Table("group", "classes", "present", "mIoU", title="mIoU by concept depth")
     for g in m.groups:
         groups.add_row(g.group, str(g.classes), str(g.present), _percent(g.miou))
     console.print(groups)
     console.print("depth d: classes whose concept is a leaf at depth d; inner: classes whose concept has children")
+    if m.categories:
+        categories = Table("category", "classes", "IoU", title=f"category mIoU {_percent(m.category_miou)}")
+        for c in m.categories:
+            categories.add_row(c.category, str(c.classes), _percent(c.iou))
+        console.print(categories)
     if per_class:
         table = Table("id", "class", "concept", "depth", "IoU", "acc.", "pixels", title="per class")
         for c in m.classes:
@@ -84,8 +96,15 @@ def _progress(total: int | None, label: str):
 
 def evaluate(
     root: Annotated[Path, typer.Argument(help="Dataset root in its official layout.")],
-    checkpoint: CheckpointOption,
     dataset: Annotated[str, typer.Option(help="coco_stuff, ade20k, cityscapes or mapillary.")],
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint file written by `hierseg "
+                                                    "train` (or give --predictions).")] = None,
+    predictions: Annotated[Path | None, typer.Option(help="Score a folder of prediction PNGs instead of a "
+                                                     "checkpoint: one per image of the split, named after the "
+                                                     "image or its label, anywhere below the folder.")] = None,
+    space: Annotated[str | None, typer.Option(help="Label space of --predictions: a dataset (coco_stuff, ade20k, "
+                                              "cityscapes, mapillary) or tree (16-bit concept indices). Default: "
+                                              "--dataset.")] = None,
     split: Annotated[str, typer.Option(help="Split of the layout; val and train also name ADE20K's validation, "
                                        "COCO-Stuff's val2017, ...")] = "val",
     format: Annotated[Format, typer.Option("--format", help="table (rich), csv or json (fractions, not %).")] = Format.table,
@@ -99,34 +118,58 @@ def evaluate(
     short: ShortOption = None,
     max_pixels: MaxPixelsOption = MAX_PIXELS,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass (same-size images only).")] = 1,
-    workers: Annotated[int, typer.Option(min=0, help="Data loading processes.")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Data loading processes (with --predictions: processes "
+                                         "reading the files).")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
     device: DeviceOption = None,
 ) -> None:
-    """Score a checkpoint on a dataset split in the dataset's own ids: mIoU, pixel and class-average accuracy,
-    mIoU by tree depth, and optionally every class."""
+    """Score a checkpoint, or a folder of predictions made elsewhere, on a dataset split in the dataset's own ids:
+    mIoU, pixel and class-average accuracy, mIoU by tree depth (and by category for Cityscapes), every class."""
     from hierseg.data.layouts import dataset_root
     from hierseg.taxonomy.specs import load_spec
 
     load_spec(dataset)
-    _check_checkpoint(checkpoint)
+    if (checkpoint is None) == (predictions is None):
+        raise HiersegError("give --checkpoint (a model to run) or --predictions (a folder of label PNGs), not both")
+    if space is not None and predictions is None:
+        raise HiersegError("--space is the label space of --predictions; a checkpoint predicts in --dataset's ids")
+    if checkpoint is not None:
+        _check_checkpoint(checkpoint)
     if not dataset_root(dataset, root).is_dir():
         raise HiersegError(f"{root}: no such dataset root")
     if format is Format.table and out is not None:
         if out.suffix.lower() not in (".csv", ".json"):
             raise HiersegError(f"{out}: --out writes csv or json; add --format csv or --format json")
         format = Format(out.suffix.lower()[1:])
+    if predictions is not None:
+        from hierseg.engine.score import score_predictions
+
+        progress, task = _progress(None, "eval")
+        with progress:
+            report = score_predictions(predictions, dataset, root, split, space, workers=max(workers, 1),
+                                       on_image=lambda n: progress.advance(task, n))
+        _report(report, format, out, per_class)
+        return
 
     from hierseg.engine.evaluate import InferenceOptions
     from hierseg.engine.evaluate import evaluate as run_evaluation
 
     options = InferenceOptions(mode.value, crop, stride, flip, short, max_pixels)
-    model, taxonomy = _load(checkpoint, dataset)
+    model, taxonomy, payload = _load(checkpoint, dataset)
     progress, task = _progress(limit, "eval")
     with progress:
         report = run_evaluation(model, dataset, root, split, options=options, batch_size=batch_size, workers=workers,
                                 device=device, taxonomy=taxonomy, limit=limit,
                                 on_batch=lambda n: progress.advance(task, n))
+    _report(report, format, out, per_class)
+    from hierseg.engine.tensorboard import log_evaluation
+
+    logged = log_evaluation(payload, report) if limit is None else None  # a partial evaluation is no run figure
+    if logged is not None:
+        typer.echo(f"added the scores to {logged}", err=True)
+
+
+def _report(report, format: Format, out: Path | None, per_class: bool) -> None:
     if format is Format.table:
         _table(report, per_class)
         return
@@ -162,7 +205,7 @@ def predict(
 
     files = collect_images(images)  # before loading the model: a missing image fails fast
     options = InferenceOptions(mode.value, crop, stride, flip, short, max_pixels)
-    model, taxonomy = _load(checkpoint, dataset, "prediction")
+    model, taxonomy, _ = _load(checkpoint, dataset, "prediction")
     progress, task = _progress(len(files), "predict")
     with progress:
         written = predict_images(model, images, out, dataset, options=options, device=device, taxonomy=taxonomy,

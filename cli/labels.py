@@ -17,6 +17,39 @@ from hierseg.taxonomy.errors import HiersegError
 app = typer.Typer(no_args_is_help=True, help="Export label maps and translations; remap and count annotation folders.")
 
 
+SplitOption = Annotated[str | None, typer.Option(help="Split of the dataset's official layout when the folder is "
+                                              "its root (train, val, training, validation, val2017, ...).")]
+GlobOption = Annotated[str | None, typer.Option("--glob", metavar="PATTERN", help="Read a plain folder instead of "
+                                                "an official layout: every file matching PATTERN at any depth "
+                                                "(e.g. '*.png').")]
+
+
+def _label_files(dataset: str, folder: Path, split: str | None, pattern: str | None):
+    """The label files to read, relative to ``folder``, and how to read the layout's other encodings."""
+    import os
+
+    from hierseg.taxonomy.annotations import list_label_files
+
+    if pattern is not None:
+        if split is not None:
+            raise HiersegError("--glob reads a plain folder; --split picks a split of an official layout: give one")
+        files = list_label_files(folder, pattern)
+        if not files:
+            raise HiersegError(f"{folder}: no files match --glob {pattern!r}")
+        return files, ()
+    from hierseg.data.layouts import LAYOUTS, locate, recodes, split_labels
+
+    if dataset not in LAYOUTS:
+        raise HiersegError(f"{dataset!r} has no official layout to read ({', '.join(LAYOUTS)} do); pass "
+                           "--glob PATTERN to read a plain folder")
+    base = Path(os.path.abspath(folder))
+    root, split = locate(dataset, base, split)
+    files = [path.relative_to(base) for path in split_labels(dataset, root, split)]
+    if not files:
+        raise HiersegError(f"{base}: no {dataset} label files for split {split!r}")
+    return files, recodes(dataset)
+
+
 def _graph():
     from hierseg.taxonomy.neurons import NeuronGraph
     from hierseg.taxonomy.tree import Taxonomy
@@ -43,31 +76,35 @@ def export(
 
 @app.command()
 def remap(
-    src: Annotated[Path, typer.Argument(help="Folder of label PNGs in the source dataset's ids (searched recursively).")],
-    dst: Annotated[Path, typer.Argument(help="Output folder; same relative paths.")],
+    src: Annotated[Path, typer.Argument(help="The source dataset's root (with --split) or one split's label folder "
+                                        "in its official layout; with --glob, any folder.")],
+    dst: Annotated[Path, typer.Argument(help="Output folder: the label files only, at their paths relative to SRC.")],
     source: Annotated[str, typer.Option("--from", help="Dataset the labels are in (or tree).")],
     target: Annotated[str, typer.Option("--to", help="Dataset to rewrite them in (or tree: 16-bit PNGs).")],
+    split: SplitOption = None,
+    glob: GlobOption = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 1,
     unknown: Annotated[Unknown, typer.Option(help="A value the source does not define: stop (error) or map it "
                                              "to ignore and count it.")] = Unknown.error,
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that another translation or an older source made "
                                             "(default: refuse them).")] = False,
 ) -> None:
-    """Rewrite every label PNG under SRC in another dataset's ids under DST. Re-running skips finished files;
-    DST/remap_manifest.json records what made each one."""
+    """Rewrite the label files of a dataset split (or of a folder, with --glob) in another dataset's ids under DST.
+    Re-running skips finished files; DST/remap_manifest.json records what made each one."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from hierseg.taxonomy.annotations import list_label_files, remap_folder
+    from hierseg.taxonomy.annotations import remap_folder
     from hierseg.taxonomy.translate import translation
 
     graph = _graph()
     table = translation(graph.taxonomy, source, target)
-    files = list_label_files(src)
+    files, recodes = _label_files(source, src, split, glob)
     columns = (TextColumn("remap"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("remap", total=len(files))
         report = remap_folder(table, src, dst, workers=workers, unknown=unknown.value,
-                              on_file=lambda _: progress.advance(task), files=files, overwrite=overwrite)
+                              on_file=lambda _: progress.advance(task), files=files, recodes=recodes,
+                              overwrite=overwrite)
     rate = report.megapixels / report.seconds if report.seconds else 0.0
     typer.echo(f"{source} -> {target}: {report.files} files, {report.written} written, {report.skipped} already done; "
                f"{report.megapixels:.1f} MP in {report.seconds:.1f} s ({rate:.1f} MP/s)")
@@ -83,8 +120,11 @@ def remap(
 
 @app.command()
 def stats(
-    root: Annotated[Path, typer.Argument(help="Folder of label PNGs in the dataset's ids (searched recursively).")],
+    root: Annotated[Path, typer.Argument(help="The dataset's root (with --split) or one split's label folder in its "
+                                         "official layout (gtFine/val); with --glob, any folder.")],
     dataset: Annotated[str, typer.Option(help="Dataset the labels are in.")],
+    split: SplitOption = None,
+    glob: GlobOption = None,
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size for activated neurons per batch.")] = 8,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the shuffle that forms the batches.")] = 0,
@@ -93,7 +133,9 @@ def stats(
     """Images, pixel and image frequency per label and per concept, activated neurons per image and per batch."""
     from hierseg.taxonomy.labelstats import folder_stats
 
-    data = folder_stats(_graph(), dataset, root, batch_size=batch_size, seed=seed, workers=workers)
+    files, recodes = _label_files(dataset, root, split, glob)
+    data = folder_stats(_graph(), dataset, root, batch_size=batch_size, seed=seed, workers=workers, files=files,
+                        recodes=recodes)
     if format is Format.json:
         typer.echo(json.dumps(data, indent=1))
         return

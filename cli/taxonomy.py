@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from hierseg.cli.choices import Format, GraphFormat, GraphKind
+from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, Taxonomy
 
 app = typer.Typer(no_args_is_help=True, help="Build, validate and inspect the concept tree.")
@@ -23,7 +24,8 @@ _MARKS = {"coco_stuff": "C", "ade20k": "A", "cityscapes": "S", "mapillary": "M"}
 
 @app.command()
 def build(
-    out: Annotated[Path, typer.Option(help="Where to write the tree artifact.")] = DEFAULT_ARTIFACT,
+    out: Annotated[Path | None, typer.Option(help="Where to write the tree artifact (default in a checkout: "
+                                             "data/taxonomy/dsspn359.json).")] = None,
     label_maps: Annotated[Path | None, typer.Option(help="Folder for <dataset>.csv label maps "
                                                        "(default: data/label_maps, or label_maps/ beside --out).")] = None,
     specs: Annotated[Path | None, typer.Option(help="Folder with merge.yaml, coco_synsets.yaml and "
@@ -34,7 +36,13 @@ def build(
     """Build the tree from the label specs, the merge spec and WordNet 3.0, validate it and write it."""
     from hierseg.taxonomy.build import DEFAULT_LABEL_MAP_DIR, BuildError, build_artifact, write_outputs
     from hierseg.taxonomy.specs import SPEC_DIR
+    from hierseg.taxonomy.tree import REPO_ROOT
 
+    if out is None:
+        if REPO_ROOT is None:
+            raise HiersegError("hierseg is installed, not run from a checkout: name the file to write with --out "
+                               "(the shipped tree is never overwritten in site-packages)")
+        out = DEFAULT_ARTIFACT
     start = time.perf_counter()
     expect = {"expect_concepts": None, "expect_max_depth": None} if any_size else None
     try:
@@ -44,7 +52,7 @@ def build(
             print(f"error: {problem}", file=sys.stderr)
         raise typer.Exit(2) from None
     if label_maps is None:
-        label_maps = DEFAULT_LABEL_MAP_DIR if out.resolve() == DEFAULT_ARTIFACT else out.parent / "label_maps"
+        label_maps = DEFAULT_LABEL_MAP_DIR if out.resolve() == DEFAULT_ARTIFACT.resolve() else out.parent / "label_maps"
     written = write_outputs(artifact, out, label_maps)
     depth = max(c["depth"] for c in artifact["concepts"])
     typer.echo(f"built {len(artifact['concepts'])} concepts, maximal depth {depth}, in "

@@ -27,12 +27,13 @@ from hierseg.taxonomy.translate import Translation, Unknown
 _MODES = {"L": np.uint8, "P": np.uint8, "I;16": np.uint16, "I": None}
 
 
-def list_label_files(root: str | Path) -> list[Path]:
-    """Relative paths of the label PNGs under ``root``, sorted; hidden files (our temporaries) are skipped."""
+def list_label_files(root: str | Path, pattern: str = "*.png") -> list[Path]:
+    """Relative paths of the files matching ``pattern`` at any depth under ``root``, sorted; hidden files (our
+    temporaries) are skipped."""
     root = Path(root)
     if not root.is_dir():
         raise HiersegError(f"{root}: no such annotation folder")
-    files = [p.relative_to(root) for p in root.rglob("*.png") if not p.name.startswith(".")]
+    files = [p.relative_to(root) for p in root.rglob(pattern) if not p.name.startswith(".") and p.is_file()]
     return sorted(files)
 
 
@@ -53,6 +54,36 @@ def read_label(path: Path) -> np.ndarray:
             raise HiersegError(f"{path}: label values outside 0..65535")
         array = array.astype(np.uint16)
     return array
+
+
+@dataclass(frozen=True)
+class Recode:
+    """Label files whose name ends in ``suffix`` hold other values (Cityscapes' trainIds): ``table`` maps each value
+    to the dataset's id, :attr:`UNDEFINED` where the value means nothing."""
+
+    UNDEFINED = -1
+
+    suffix: str
+    table: np.ndarray
+    what: str  # what the values are, for messages: "cityscapes trainId"
+
+    def apply(self, label: np.ndarray, path: Path) -> np.ndarray:
+        if label.size and int(label.max()) >= len(self.table):
+            raise HiersegError(f"{path}: value {int(label.max())} is not a {self.what}")
+        out = np.take(self.table, label)
+        bad = out < 0
+        if bad.any():
+            raise HiersegError(f"{path}: value {int(label[bad].flat[0])} is not a {self.what}")
+        return out.astype(np.uint8 if out.max(initial=0) < 256 else np.uint16)
+
+
+def read_dataset_label(path: Path, recodes: tuple[Recode, ...] = ()) -> np.ndarray:
+    """:func:`read_label`, then the matching :class:`Recode` (by file name) into the dataset's ids."""
+    label = read_label(path)
+    for recode in recodes:
+        if path.name.endswith(recode.suffix):
+            return recode.apply(label, path)
+    return label
 
 
 def encode_label(array: np.ndarray) -> bytes:
@@ -78,14 +109,15 @@ class RemapReport:
 _state: dict[str, Any] = {}
 
 
-def _init_remap(translation: Translation, src: Path, dst: Path, unknown: Unknown) -> None:
-    _state.update(translation=translation, src=src, dst=dst, unknown=unknown)
+def _init_remap(translation: Translation, src: Path, dst: Path, unknown: Unknown,
+                recodes: tuple[Recode, ...] = ()) -> None:
+    _state.update(translation=translation, src=src, dst=dst, unknown=unknown, recodes=recodes)
 
 
 def _remap_one(rel: Path) -> tuple[str, int, int]:
     """Remap one file; returns (relative path, pixels, undefined pixels)."""
     src, dst = _state["src"] / rel, _state["dst"] / rel
-    label = read_label(src)
+    label = read_dataset_label(src, _state["recodes"])
     out, unknown = _state["translation"].apply(label, _state["unknown"], where=str(src))
     atomic_write_bytes(dst, encode_label(out))
     return str(rel), int(label.size), unknown
@@ -113,12 +145,14 @@ def map_files(worker: Callable[[Path], Any], items: list[Path], workers: int, in
 
 def remap_folder(translation: Translation, src: str | Path, dst: str | Path, workers: int = 1,
                  unknown: Unknown = "error", on_file: Callable[[str], None] | None = None,
-                 files: list[Path] | None = None, overwrite: bool = False) -> RemapReport:
+                 files: list[Path] | None = None, recodes: tuple[Recode, ...] = (),
+                 overwrite: bool = False) -> RemapReport:
     """Rewrite every label PNG under ``src`` in the target's ids under ``dst``, same relative paths.
 
-    ``files`` is :func:`list_label_files` of ``src`` when the caller has listed it already. Outputs the manifest
-    vouches for are skipped; ``overwrite`` redoes outputs of another translation or of changed sources instead of
-    refusing them.
+    ``files`` (paths relative to ``src``) are the files to remap, by default :func:`list_label_files` of ``src``;
+    ``recodes`` read files in another encoding (a dataset layout's, e.g. Cityscapes' labelTrainIds) first. Outputs
+    the manifest vouches for are skipped; ``overwrite`` redoes outputs of another translation or of changed sources
+    instead of refusing them.
     """
     from hierseg.taxonomy.remap_manifest import plan, snapshot
 
@@ -132,7 +166,7 @@ def remap_folder(translation: Translation, src: str | Path, dst: str | Path, wor
     report, start = RemapReport(files=len(files)), time.perf_counter()
     with FolderLock(dst, "labels remap"):
         remove_temporaries(dst, recursive=True)  # left by a killed run; under the lock, no one else's
-        manifest, todo, done = plan(translation, src, dst, files, unknown, overwrite)
+        manifest, todo, done = plan(translation, src, dst, files, unknown, overwrite, recodes)
         report.skipped = len(done)
         for rel in done:
             if on_file:
@@ -143,7 +177,7 @@ def remap_folder(translation: Translation, src: str | Path, dst: str | Path, wor
         manifest.save()
         try:
             for rel, pixels, undefined in map_files(_remap_one, todo, workers, _init_remap,
-                                                    (translation, src, dst, unknown)):
+                                                    (translation, src, dst, unknown, recodes)):
                 manifest.files[rel] = {**sources[rel], "undefined": undefined}
                 manifest.save(force=False)
                 report.written += 1

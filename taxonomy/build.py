@@ -21,10 +21,10 @@ from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.io import atomic_write_group, read_text
 from hierseg.taxonomy.mergespec import MergeSpec, concept_id, load_merge_spec
 from hierseg.taxonomy.specs import DATASETS, SPEC_DIR, DatasetSpec, load_spec
-from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, FORMAT, REPO_ROOT, Taxonomy
+from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, FORMAT, LABEL_MAP_DIR, Taxonomy
 from hierseg.taxonomy.validate import validate_artifact
 
-DEFAULT_LABEL_MAP_DIR = REPO_ROOT / "data" / "label_maps"
+DEFAULT_LABEL_MAP_DIR = LABEL_MAP_DIR
 
 
 class BuildError(HiersegError):

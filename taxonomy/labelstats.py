@@ -11,20 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from hierseg.taxonomy.annotations import list_label_files, map_files, read_label
+from hierseg.taxonomy.annotations import Recode, list_label_files, map_files, read_dataset_label
 from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.neurons import NeuronGraph
 
 _state: dict[str, Any] = {}
 
 
-def _init_count(root: Path, size: int, defined: np.ndarray, dataset: str) -> None:
-    _state.update(root=root, size=size, defined=defined, dataset=dataset)
+def _init_count(root: Path, size: int, defined: np.ndarray, dataset: str, recodes: tuple[Recode, ...] = ()) -> None:
+    _state.update(root=root, size=size, defined=defined, dataset=dataset, recodes=recodes)
 
 
 def _count_one(rel: Path) -> tuple[str, np.ndarray]:
     path = _state["root"] / rel
-    label = read_label(path)
+    label = read_dataset_label(path, _state["recodes"])
     counts = np.bincount(label.reshape(-1), minlength=_state["size"])
     bad = np.flatnonzero(counts[: _state["size"]] * ~_state["defined"])
     if len(counts) > _state["size"] or len(bad):
@@ -40,8 +40,9 @@ def _summary(values: np.ndarray) -> dict[str, float]:
 
 
 def folder_stats(graph: NeuronGraph, dataset: str, root: str | Path, batch_size: int = 8, seed: int = 0,
-                 workers: int = 1) -> dict[str, Any]:
-    """Count every label PNG under ``root`` (in ``dataset``'s ids).
+                 workers: int = 1, files: list[Path] | None = None, recodes: tuple[Recode, ...] = ()) -> dict[str, Any]:
+    """Count the label PNGs under ``root`` (in ``dataset``'s ids): ``files`` (relative to ``root``, by default
+    every ``*.png``), read through ``recodes`` where one matches (a layout's other encoding).
 
     Batches are drawn as a training epoch draws them: the images shuffled with ``seed``, cut into consecutive
     batches of ``batch_size`` (the last one may be short).
@@ -49,10 +50,11 @@ def folder_stats(graph: NeuronGraph, dataset: str, root: str | Path, batch_size:
     if batch_size < 1:
         raise HiersegError(f"batch size must be at least 1, got {batch_size}")
     space = graph.space(dataset)
-    files = list_label_files(root)
+    files = list_label_files(root) if files is None else files
     if not files:
         raise HiersegError(f"{root}: no label PNGs found")
-    results = dict(map_files(_count_one, files, workers, _init_count, (Path(root), space.size, space.defined, dataset)))
+    results = dict(map_files(_count_one, files, workers, _init_count,
+                             (Path(root), space.size, space.defined, dataset, recodes)))
     counts = np.stack([results[str(rel)] for rel in files])  # (images, values), in sorted file order
     present = counts > 0
     activated = (present.astype(np.int32) @ graph.activation_table(dataset).astype(np.int32)) > 0

@@ -36,9 +36,12 @@ def _tool() -> str:
     return f"hierseg {__version__}"
 
 
-def recipe(translation: Translation) -> dict[str, str]:
-    """What decides the bytes of every output: the two spaces and the lookup table (and the target's ignore)."""
+def recipe(translation: Translation, recodes: tuple[Any, ...] = ()) -> dict[str, str]:
+    """What decides the bytes of every output: the two spaces, the lookup table (and the target's ignore), and the
+    recodes that read files of another encoding (Cityscapes' labelTrainIds) first."""
     table = hashlib.sha256(translation.lut.tobytes() + f"|{translation.lut.dtype}|{translation.target.ignore}".encode())
+    for recode in recodes:
+        table.update(f"|{recode.suffix}|{recode.table.dtype}|".encode() + recode.table.tobytes())
     return {"source": translation.source.name, "target": translation.target.name, "table": table.hexdigest()}
 
 
@@ -102,14 +105,14 @@ def _check(manifest: RemapManifest, entry: dict[str, Any] | None, source: dict[s
     return None, entry
 
 
-def plan(translation: Translation, src: Path, dst: Path, files: list[Path], unknown: str,
-         overwrite: bool) -> tuple[RemapManifest, list[Path], list[Path]]:
+def plan(translation: Translation, src: Path, dst: Path, files: list[Path], unknown: str, overwrite: bool,
+         recodes: tuple[Any, ...] = ()) -> tuple[RemapManifest, list[Path], list[Path]]:
     """The manifest to continue, the files to (re)write and the files already done; refuses what it cannot trust.
 
     Outputs that will be redone because they are out of date are deleted first, so that an interrupted re-run
     never leaves a stale output looking like a finished one.
     """
-    wanted = recipe(translation)
+    wanted = recipe(translation, recodes)
     try:
         manifest = RemapManifest.load(dst)
     except HiersegError:

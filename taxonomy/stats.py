@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from hierseg.taxonomy.neurons import NeuronGraph, self_concepts
 from hierseg.taxonomy.tree import Taxonomy
 
 
 def neurons(taxonomy: Taxonomy) -> list[str]:
-    """Semantic neurons (DSSPN 3.1): concepts with at least two children, in depth order."""
-    from hierseg.taxonomy.neurons import NeuronGraph
-
+    """Semantic neurons (DSSPN 3.1): concepts with at least two children or with a self output, in depth order."""
     return [n.concept for n in NeuronGraph(taxonomy).neurons]
 
 
@@ -35,6 +34,7 @@ def tree_stats(taxonomy: Taxonomy) -> dict[str, Any]:
         "max_depth": taxonomy.max_depth,
         "leaves": sum(1 for c in taxonomy if taxonomy.is_leaf(c.id)),
         "neurons": len(neuron_ids),
+        "self_outputs": len(self_concepts(taxonomy)),
         "concepts_per_depth": {str(d): per_depth[d] for d in sorted(per_depth)},
         "branching_mean": round(sum(inner) / len(inner), 3),
         "branching_max": max(inner),

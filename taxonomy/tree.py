@@ -15,9 +15,36 @@ from hierseg.taxonomy.io import read_text
 if TYPE_CHECKING:
     import networkx as nx
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ARTIFACT = REPO_ROOT / "data" / "taxonomy" / "dsspn359.json"
+
+def _shipped_dir() -> Path:
+    """The folder of the shipped artifacts: ``data/`` of a checkout, ``hierseg/artifacts/`` of an installed wheel."""
+    from importlib import resources
+
+    try:
+        return Path(str(resources.files("hierseg.artifacts")))
+    except ModuleNotFoundError:
+        # An editable install made before data/ became the package hierseg.artifacts has no mapping for it;
+        # `pip install -e .` adds one. Until then, the checkout's folder is where it would point.
+        return Path(__file__).resolve().parent.parent / "data"
+
+
+SHIPPED = _shipped_dir()
+DEFAULT_ARTIFACT = SHIPPED / "taxonomy" / "dsspn359.json"
+LABEL_MAP_DIR = SHIPPED / "label_maps"
 FORMAT = "hierseg-taxonomy/1"
+# The repository root when running from a checkout (its pyproject.toml beside data/); None in an installed wheel,
+# where `taxonomy build` must be told where to write (it never writes into site-packages by default).
+_CHECKOUT = SHIPPED.name == "data" and (SHIPPED.parent / "pyproject.toml").is_file()
+REPO_ROOT: Path | None = SHIPPED.parent if _CHECKOUT else None
+
+
+def shipped_label_map(dataset: str) -> str:
+    """The shipped label map of one dataset (``dataset_id,name,concept,concept_path,ignore,evaluated`` CSV)."""
+    path = LABEL_MAP_DIR / f"{dataset}.csv"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HiersegError(f"{path}: no shipped label map for {dataset!r} ({exc.strerror})") from None
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,28 @@
 """Where each dataset's official release puts its images and labels (``taxonomy/specs/SOURCES.md``).
 
 One :class:`Layout` per dataset says, for a root and a split, where the image and the label of a sample live.
-Readers list them; the synthesiser writes to exactly the same places.
+Readers list them, the label tools (``hierseg labels stats | remap``) and the prediction scorer read exactly the
+label files they name (:func:`split_labels`), and the synthesiser writes to the same places. Files a release keeps
+beside its labels (Cityscapes' ``*_color.png``, ``*_instanceIds.png``, ``*_polygons.json``; Mapillary's
+``instances/`` and ``v2.0/``) are never read as labels.
+
+Cityscapes' ``*_gtFine_labelTrainIds.png`` (written by ``csCreateTrainIdLabelImgs``) hold trainIds: where a sample
+has no ``*_gtFine_labelIds.png`` but a labelTrainIds file, that file is its label, read through the trainId ->
+labelId table (trainId 255 becomes 0, unlabeled). labelIds win where both exist: they keep the 15 labels that
+trainIds fold into 255, several of which the tree places (caravan, trailer, guard rail, ...).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
+import numpy as np
+
+from hierseg.taxonomy.annotations import Recode
 from hierseg.taxonomy.errors import HiersegError
 
 
@@ -24,9 +37,24 @@ class Layout:
     image_suffix: str
     label_dir: Callable[[Path, str], Path]  # folder searched (recursively) for labels, to find orphans
     label_glob: str
+    label_suffix: str = ".png"  # what follows the sample's stem in a label file name
+    alt_suffix: str | None = None  # the same sample's label in another encoding (read through recodes())
 
     def label_path(self, root: Path, split: str, stem: str) -> Path:
         return self.label_of(root, self.image_of(root, split, stem), split)
+
+    def alternative(self, label: Path) -> Path | None:
+        """The label file in the other encoding that stands in for ``label`` when it is missing."""
+        if self.alt_suffix is None or not label.name.endswith(self.label_suffix):
+            return None
+        return label.with_name(label.name[: -len(self.label_suffix)] + self.alt_suffix)
+
+    def stem_of(self, label: Path) -> str:
+        """The sample stem of a label file (what :attr:`image_of` takes): ``frankfurt_000000_000019``."""
+        for suffix in (self.label_suffix, self.alt_suffix):
+            if suffix and label.name.endswith(suffix):
+                return label.name[: -len(suffix)]
+        return label.stem
 
 
 def _cityscapes_label(root: Path, image: Path, split: str) -> Path:
@@ -57,7 +85,8 @@ LAYOUTS: dict[str, Layout] = {
         "cityscapes", ("train", "val", "test"),
         lambda root, split: root / "leftImg8bit" / split, "*_leftImg8bit.png",
         _cityscapes_label, _cityscapes_image, ".png",
-        lambda root, split: root / "gtFine" / split, "*_gtFine_labelIds.png"),
+        lambda root, split: root / "gtFine" / split, "*_gtFine_labelIds.png",
+        "_gtFine_labelIds.png", "_gtFine_labelTrainIds.png"),
     "mapillary": Layout(
         "mapillary", ("training", "validation"),
         lambda root, split: root / split / "images", "*.jpg",
@@ -80,3 +109,73 @@ def layout(dataset: str) -> Layout:
         raise HiersegError(f"no official layout for {dataset!r}; choose one of {', '.join(LAYOUTS)} "
                            f"or use the generic folder reader")
     return LAYOUTS[dataset]
+
+
+@cache
+def recodes(dataset: str) -> tuple[Recode, ...]:
+    """How to read the layout's alternative label files as the dataset's ids (Cityscapes: trainId -> labelId)."""
+    alt = LAYOUTS[dataset].alt_suffix if dataset in LAYOUTS else None
+    if alt is None:
+        return ()
+    from hierseg.taxonomy.specs import load_spec
+
+    spec = load_spec(dataset)
+    table = np.full(256, Recode.UNDEFINED, dtype=np.int32)
+    table[255] = spec.ignore  # trainId 255: every label the benchmark does not score
+    for label in spec.labels:
+        train_id = int(label.extra.get("train_id", -1))
+        if 0 <= train_id < 255:
+            table[train_id] = label.id
+    return (Recode(alt, table, f"{dataset} trainId"),)
+
+
+def locate(dataset: str, path: str | Path, split: str | None = None) -> tuple[Path, str]:
+    """``(dataset root, split)`` from a dataset root and ``split``, or from a folder of one split's labels.
+
+    Without ``split``, ``path`` must be the folder where the layout keeps one split's labels (Cityscapes'
+    ``gtFine/val``, ADE20K's ``annotations/validation``, Mapillary's ``validation/v1.2/labels``) or, for Mapillary,
+    the split folder (``validation``).
+    """
+    spec = layout(dataset)
+    path = Path(os.path.abspath(path))  # absolute, but symbolic links kept: files are listed relative to it
+    if not path.is_dir():
+        raise HiersegError(f"{path}: no such annotation folder")
+    if split is not None:
+        root = dataset_root(dataset, path)
+        if split not in spec.splits:
+            raise HiersegError(f"{dataset}: no split {split!r}; the official layout has {', '.join(spec.splits)}")
+        if not spec.label_dir(root, split).is_dir():
+            raise HiersegError(f"{spec.label_dir(root, split)}: no such annotation folder; the {dataset} layout keeps "
+                               f"split {split!r} there (is {path} the dataset root?)")
+        return root, split
+    here = path
+    for root in here.parents[:4]:
+        for name in spec.splits:
+            labels = spec.label_dir(root, name)
+            parts = labels.relative_to(root).parts
+            prefix = root.joinpath(*parts[: parts.index(name) + 1]) if name in parts else labels
+            if here in (labels, prefix):
+                return root, name
+    present = [name for name in spec.splits if spec.label_dir(dataset_root(dataset, path), name).is_dir()]
+    if present:
+        raise HiersegError(f"{path}: a {dataset} root; choose a split with --split ({', '.join(present)})")
+    example = spec.label_dir(Path("ROOT"), spec.splits[-1])
+    raise HiersegError(f"{path}: neither a {dataset} root nor the label folder of a split ({example}); pass the "
+                       "dataset root with --split, or --glob PATTERN to read a plain folder of label PNGs")
+
+
+def split_labels(dataset: str, root: str | Path, split: str) -> list[Path]:
+    """The label files of one split, sorted: the layout's labels, and alternative-encoding files standing in for
+    missing ones (Cityscapes' labelTrainIds); nothing else the release keeps beside them."""
+    spec = layout(dataset)
+    folder = spec.label_dir(dataset_root(dataset, root), split)
+    if not folder.is_dir():
+        raise HiersegError(f"{folder}: missing; the {dataset} layout puts split {split!r} there")
+    files = [p for p in folder.rglob(spec.label_glob) if not p.name.startswith(".")]
+    if spec.alt_suffix is not None:
+        primary = set(files)
+        for alt in folder.rglob(f"*{spec.alt_suffix}"):
+            stand_in = alt.with_name(alt.name[: -len(spec.alt_suffix)] + spec.label_suffix)
+            if stand_in not in primary and not alt.name.startswith("."):
+                files.append(alt)
+    return sorted(files)

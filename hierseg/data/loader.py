@@ -22,10 +22,13 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
             "problems": [p for s in samples for p in s.get("problems", ())]}  # samples skipped (on_error="skip")
 
 
-def multi_dataset_loader(datasets: Sequence[SegmentationDataset], batch_size: int, weights: Sequence[float] | None = None,
+def multi_dataset_loader(datasets: Sequence[SegmentationDataset], batch_size: int | Sequence[int],
+                         weights: Sequence[float] | None = None,
                          seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 2,
                          steps_per_epoch: int | None = None) -> tuple[DataLoader, MultiDatasetBatchSampler]:
-    """The loader and its sampler (call ``sampler.set_epoch`` / ``resume``; datasets' ``set_epoch`` too)."""
+    """The loader and its sampler (call ``sampler.set_epoch`` / ``resume``; datasets' ``set_epoch`` too).
+
+    ``batch_size``: one for every dataset, or one per dataset (each batch holds its dataset's number of images)."""
     sampler = MultiDatasetBatchSampler([len(d) for d in datasets], batch_size, weights, seed, rank, world_size,
                                        steps_per_epoch)
     loader = DataLoader(ConcatDataset(datasets), batch_sampler=sampler, num_workers=workers, collate_fn=collate,

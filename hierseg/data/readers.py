@@ -21,8 +21,8 @@ from typing import Any, Literal
 import numpy as np
 from torch.utils.data import Dataset
 
-from hierseg.data.layouts import dataset_root, layout
-from hierseg.taxonomy.annotations import read_label
+from hierseg.data.layouts import dataset_root, layout, recodes
+from hierseg.taxonomy.annotations import Recode, read_dataset_label
 from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.io import check_regular
 from hierseg.taxonomy.specs import DatasetSpec, load_spec
@@ -92,13 +92,19 @@ def list_official(dataset: str, root: str | Path, split: str) -> tuple[list[Pair
     pairs, problems, claimed = [], [], set()
     for image in _files(image_dir, spec.image_glob):
         label = spec.label_of(root, image, split)
-        claimed.add(label)
+        alt = spec.alternative(label)
+        claimed.update((label, alt))
         if label.is_file():
             pairs.append(Pair(image, label))
+        elif alt is not None and alt.is_file():
+            pairs.append(Pair(image, alt))  # read through the layout's recode table
         else:
             problems.append(f"{image}: no label (expected {label})")
     problems += [f"{label}: label without an image" for label in _files(label_dir, spec.label_glob)
                  if label not in claimed]
+    if spec.alt_suffix is not None:
+        problems += [f"{label}: label without an image" for label in _files(label_dir, f"*{spec.alt_suffix}")
+                     if label not in claimed]
     return pairs, problems
 
 
@@ -133,8 +139,9 @@ class SegmentationDataset(Dataset):
 
     def __init__(self, name: str, spec: DatasetSpec, pairs: list[Pair], problems: list[str],
                  transform: Callable[..., dict[str, Any]] | None = None, on_error: OnError = "raise",
-                 seed: int = 0, verify: bool = False) -> None:
+                 seed: int = 0, verify: bool = False, recodes: tuple[Recode, ...] = ()) -> None:
         self.name, self.spec, self.transform, self.on_error, self.seed = name, spec, transform, on_error, seed
+        self.recodes = recodes
         self.epoch = 0
         self.problems: list[str] = []
         self._valid = np.zeros(65536, dtype=bool)
@@ -169,7 +176,7 @@ class SegmentationDataset(Dataset):
 
     def load(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
         """Decode and check one pair: same size, every label value one of the dataset's ids."""
-        image, label = read_image(pair.image), read_label(pair.label)
+        image, label = read_image(pair.image), read_dataset_label(pair.label, self.recodes)
         if image.shape[:2] != label.shape:
             raise HiersegError(f"{pair.label}: label is {label.shape[1]}x{label.shape[0]} but its image "
                                f"{pair.image.name} is {image.shape[1]}x{image.shape[0]}")
@@ -205,7 +212,7 @@ class SegmentationDataset(Dataset):
 def official(dataset: str, root: str | Path, split: str, **kwargs: Any) -> SegmentationDataset:
     """One split of an official release (ADE20K, COCO-Stuff 164k, Cityscapes gtFine, Mapillary Vistas v1.2)."""
     pairs, problems = list_official(dataset, root, split)
-    return SegmentationDataset(dataset, load_spec(dataset), pairs, problems, **kwargs)
+    return SegmentationDataset(dataset, load_spec(dataset), pairs, problems, recodes=recodes(dataset), **kwargs)
 
 
 def folder(root: str | Path, labels: str | Path, name: str, ignore: int = 255, images: str = "images",

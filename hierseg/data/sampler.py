@@ -1,9 +1,10 @@
 """Multi-dataset batch sampler (DSSPN 4.3: every batch is drawn from one dataset).
 
 Indices are global positions in a ``ConcatDataset`` of the datasets, in the order of ``sizes``. Per epoch each
-dataset is shuffled from ``(seed, epoch, dataset)``, cut into batches, and the batches of all datasets are
-interleaved by a second shuffle. Sampling weights set how many batches each dataset contributes (a weighted
-dataset cycles through fresh permutations when it needs more). Under DDP every rank takes every
+dataset is shuffled from ``(seed, epoch, dataset)``, cut into batches of its own size (DSSPN 4.1 uses 4 images
+for COCO-Stuff/ADE20K and 6 for Cityscapes/Mapillary), and the batches of all datasets are interleaved by a second
+shuffle. Without weights every sample is seen once per epoch; sampling weights set how many batches each dataset
+contributes (a weighted dataset cycles through fresh permutations when it needs more). Under DDP every rank takes every
 ``world_size``-th batch of the same sequence, so shares are disjoint and all ranks run the same number of
 steps. :meth:`resume` skips the steps already taken in the epoch.
 """
@@ -19,23 +20,37 @@ from hierseg.taxonomy.errors import HiersegError
 
 
 class MultiDatasetBatchSampler(Sampler[list[int]]):
-    def __init__(self, sizes: Sequence[int], batch_size: int, weights: Sequence[float] | None = None,
+    """``batch_size`` is one size for every dataset or one per dataset."""
+
+    def __init__(self, sizes: Sequence[int], batch_size: int | Sequence[int], weights: Sequence[float] | None = None,
                  seed: int = 0, rank: int = 0, world_size: int = 1, steps_per_epoch: int | None = None) -> None:
-        if batch_size < 1:
-            raise HiersegError(f"batch_size must be at least 1, got {batch_size}")
-        if not sizes or min(sizes) < batch_size:
-            raise HiersegError(f"every dataset needs at least batch_size={batch_size} samples, got sizes {list(sizes)}")
+        sizes = list(sizes)
+        batch_sizes = [batch_size] * len(sizes) if isinstance(batch_size, int) else [int(b) for b in batch_size]
+        if len(batch_sizes) != len(sizes):
+            raise HiersegError(f"{len(batch_sizes)} batch sizes for {len(sizes)} datasets")
+        if min(batch_sizes, default=1) < 1:
+            raise HiersegError(f"batch_size must be at least 1, got {min(batch_sizes)}")
+        short = [i for i, (n, b) in enumerate(zip(sizes, batch_sizes, strict=True)) if n < b]
+        if not sizes:
+            raise HiersegError("no datasets to sample from")
+        if short:
+            raise HiersegError(f"every dataset needs at least batch_size={batch_sizes[short[0]]} samples, got sizes "
+                               f"{sizes}" + ("" if isinstance(batch_size, int) else f" for batch sizes {batch_sizes}"))
         if weights is not None and (len(weights) != len(sizes) or min(weights) < 0 or sum(weights) <= 0):
             raise HiersegError(f"weights {list(weights)} must be one non-negative number per dataset, not all zero")
         if not 0 <= rank < world_size:
             raise HiersegError(f"rank {rank} is outside world size {world_size}")
-        self.sizes, self.batch_size, self.seed = list(sizes), batch_size, seed
+        self.sizes, self.batch_sizes, self.seed = sizes, batch_sizes, seed
         self.rank, self.world_size = rank, world_size
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int)
-        natural = [size // batch_size for size in self.sizes]
+        natural = [size // b for size, b in zip(self.sizes, batch_sizes, strict=True)]
         total = steps_per_epoch * world_size if steps_per_epoch else sum(natural)
         if weights is None:
-            self.batches_per_dataset = natural if not steps_per_epoch else self._split(total, self.sizes)
+            # every dataset's samples seen at the same rate: batches in proportion to size / batch size, in
+            # integers (size * lcm / batch size) so that equal batch sizes split exactly as the sizes do
+            lcm = int(np.lcm.reduce(batch_sizes))
+            rate = [size * (lcm // b) for size, b in zip(self.sizes, batch_sizes, strict=True)]
+            self.batches_per_dataset = natural if not steps_per_epoch else self._split(total, rate)
         else:
             self.batches_per_dataset = self._split(total, weights)
         self.epoch, self.start_step = 0, 0
@@ -48,6 +63,13 @@ class MultiDatasetBatchSampler(Sampler[list[int]]):
         for i in np.argsort(-(share - counts), kind="stable")[: total - counts.sum()]:
             counts[i] += 1
         return counts.tolist()
+
+    @property
+    def batch_size(self) -> int:
+        """The one batch size of every dataset (an error when they differ: ask :attr:`batch_sizes`)."""
+        if len(set(self.batch_sizes)) > 1:
+            raise AttributeError("datasets have different batch sizes; see batch_sizes")
+        return self.batch_sizes[0]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.start_step = epoch, 0
@@ -69,8 +91,8 @@ class MultiDatasetBatchSampler(Sampler[list[int]]):
             mine: list[list[int]] = []
             while len(mine) < count:  # a fresh permutation each pass, so no batch holds a sample twice
                 order = rng.permutation(self.sizes[d]) + self.offsets[d]
-                mine += [order[b:b + self.batch_size].tolist()
-                         for b in range(0, self.sizes[d] - self.batch_size + 1, self.batch_size)]
+                size = self.batch_sizes[d]
+                mine += [order[b:b + size].tolist() for b in range(0, self.sizes[d] - size + 1, size)]
             batches += mine[:count]
         shuffle = np.random.default_rng([self.seed, epoch, len(self.sizes)]).permutation(len(batches))
         batches = [batches[i] for i in shuffle]

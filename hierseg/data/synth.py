@@ -115,7 +115,9 @@ def _role(tax: Taxonomy, concept: str) -> str:
 
 
 @cache
-def _context(dataset: str) -> _Context:
+def _context(dataset: str, classes: int | None = None) -> _Context:
+    """The dataset's drawable leaves by role; ``classes`` keeps at most that many per role (the same concepts for
+    every dataset that labels them, so a small joint demo still shares classes between datasets)."""
     _check_dataset(dataset)
     tax, graph = _taxonomy()
     tr = translation(tax, "tree", dataset)
@@ -131,6 +133,10 @@ def _context(dataset: str) -> _Context:
     indoor = all(roles.get(r) for r in ("ceiling", "wall", "floor"))
     if not indoor:  # street datasets: their indoor-looking labels (streetlight, banner) still have to appear
         roles.setdefault("outdoor_thing", []).extend(roles.pop("indoor_thing", []))
+    if classes is not None:
+        for role, ids in roles.items():
+            kept = set(sorted(ids, key=lambda i: _digest("class", graph.concepts[i]))[:classes])
+            roles[role] = [i for i in ids if i in kept]
     lut.setflags(write=False)
     return _Context(dataset, graph.concepts, lut, {k: tuple(sorted(v)) for k, v in roles.items()}, indoor)
 
@@ -397,11 +403,13 @@ def _validate(dataset: str, size: int) -> None:
         raise HiersegError(f"image size {size} is too small; use at least {MIN_SIZE} pixels")
 
 
-def scene(dataset: str, index: int, size: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def scene(dataset: str, index: int, size: int = 256, seed: int = 0,
+          classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Scene ``index`` of ``dataset`` for ``seed``: the RGB image (size x size x 3, uint8) and the tree concept map
-    (size x size, int32 tree label values, i.e. indices into :attr:`NeuronGraph.concepts`)."""
+    (size x size, int32 tree label values, i.e. indices into :attr:`NeuronGraph.concepts`); ``classes`` limits the
+    leaves drawn per role (see :func:`synthesize`)."""
     _validate(dataset, size)
-    ctx = _context(dataset)
+    ctx = _context(dataset, classes)
     rng = _rng("scene", dataset, seed, index)
     cv = _Canvas(size, rng)
     if ctx.indoor and rng.uniform() < 0.4:
@@ -481,16 +489,23 @@ def _check_existing(dataset: str, root: Path, size: int) -> None:
                                f"--size {width}")
 
 
-def synthesize(dataset: str, out: str | Path, n: int = 8, size: int = 256, seed: int = 0) -> int:
+def synthesize(dataset: str, out: str | Path, n: int = 8, size: int = 256, seed: int = 0,
+               classes: int | None = None) -> int:
     """Write ``n`` samples per split (all splits of the layout except ``test``) of ``dataset`` under ``out``, in its
-    official layout and id convention; return the number of samples written."""
+    official layout and id convention; return the number of samples written.
+
+    ``classes``: draw at most this many leaf concepts per scene role (sky, backdrop, ground, road, things...), the
+    same ones for every dataset that labels them: fewer classes, each seen more often, for short demo runs.
+    """
     _validate(dataset, size)
+    if classes is not None and classes < 1:
+        raise HiersegError(f"classes must be at least 1, not {classes}")
     plan = samples(dataset, n, seed)
     lay, root = layout(dataset), Path(out)
     _check_existing(dataset, root, size)
     image_format = "PNG" if lay.image_suffix == ".png" else "JPEG"
     for sample in plan:
-        image, concepts = scene(dataset, sample.index, size, seed)
+        image, concepts = scene(dataset, sample.index, size, seed, classes)
         ids = np.ascontiguousarray(label_map(dataset, concepts))
         if dataset == "mapillary":  # v1.2 labels are palette PNGs whose indices are the label ids
             label = Image.frombytes("P", (size, size), ids.tobytes())

@@ -115,8 +115,32 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         kwargs["taxonomy"] = Taxonomy(payload["taxonomy"])
     kwargs.pop("backbone_weights", None)  # the weights below replace the pre-trained ones
     model = create_model(payload["model"]["name"], **kwargs)
+    check_weights_fit(path, payload["model"]["name"], model.state_dict(), payload["state_dict"])
     model.load_state_dict(payload["state_dict"])
     return model, payload
+
+
+def check_weights_fit(path: str | Path, name: str, own: dict[str, torch.Tensor], saved: dict[str, Any]) -> None:
+    """One line naming the first tensor that differs, instead of ``load_state_dict``'s list of every mismatch.
+
+    The usual cause is a model whose structure changed since the file was written: DSSPN checkpoints from before its
+    self outputs (hierseg 0.1) hold fewer neurons, with fewer outputs, than the same tree builds now.
+    """
+    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    shapes = [k for k in own if k in saved and tuple(saved[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or shapes):
+        return
+    if shapes:
+        key = shapes[0]
+        what = f"{key} is {tuple(saved[key].shape)} in the file but {tuple(own[key].shape)} in {name} as built now"
+    elif missing:
+        what = f"{len(missing)} tensors of {name} as built now are missing from the file (first: {missing[0]})"
+    else:
+        what = f"the file holds {len(unexpected)} tensors {name} does not have (first: {unexpected[0]})"
+    hint = ("; DSSPN checkpoints written before self outputs were added (hierseg 0.1) cannot be loaded: retrain"
+            if name.startswith("dsspn") else "; the checkpoint was written by another version of the model")
+    raise HiersegError(f"{path}: its weights do not fit: {what} ({len(shapes)} shapes differ, {len(missing)} "
+                       f"missing, {len(unexpected)} unexpected){hint}")
 
 
 def load_backbone(model: nn.Module, path: str | Path) -> int:

@@ -38,7 +38,8 @@ class Section(BaseModel):
 class ModelConfig(Section):
     name: str = Field(min_length=1, description="registered model name (`hierseg models list`)")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="create_model keyword arguments")
-    backbone_weights: Path | None = Field(None, description="local ImageNet checkpoint for the backbone")
+    backbone_weights: str | None = Field(None, min_length=1, description="ImageNet weights for the backbone: a local "
+                                         "checkpoint, timm/<name> or hf-hub:<org>/<repo> (Hugging Face hub or cache)")
 
     @field_validator("kwargs")
     @classmethod
@@ -54,7 +55,8 @@ class DatasetConfig(Section):
     split: str | None = Field(None, description="default: the layout's training split")
     weight: float | None = Field(None, ge=0, description="sampling weight; none anywhere = every sample once per epoch")
     crop: int = Field(513, ge=32, le=8192)
-    batch_size: int = Field(8, ge=1, le=4096, description="per process")
+    batch_size: int = Field(8, ge=1, le=4096,
+                            description="per process; in joint training each batch holds its dataset's size")
     scale: tuple[float, float] = (0.5, 2.0)
     flip: float = Field(0.5, ge=0, le=1)
 
@@ -147,6 +149,7 @@ class OutputConfig(Section):
     dir: Path
     log_every: int = Field(10, ge=1, description="steps between progress lines (metrics are written every step)")
     checkpoint_every: int = Field(1000, ge=0, description="steps between resume checkpoints; 0: end of stages only")
+    tensorboard: bool = Field(False, description="also log to RUN_DIR/tensorboard (needs the tensorboard package)")
 
 
 class TrainConfig(Section):
@@ -161,13 +164,6 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
-        first = self.data.datasets[0]
-        for i, d in enumerate(self.data.datasets[1:], 1):
-            if d.batch_size != first.batch_size:
-                # the multi-dataset sampler cuts every dataset into batches of one size
-                raise FieldError(f"data.datasets.{i}.batch_size",
-                                 f"joint training uses one batch size; {d.batch_size} here, {first.batch_size} "
-                                 f"for {first.name}")
         if self.finetune is not None:
             if len(self.data.datasets) < 2:
                 raise FieldError("finetune", "per-dataset fine-tuning follows joint training on several datasets; "

@@ -249,6 +249,9 @@ class EvalReport:
     seconds: float
     metrics: Metrics
     settings: dict[str, Any] = field(default_factory=dict)
+    # Scored prediction files only (hierseg.engine.score): the label space, evaluated pixels, and how many of
+    # them the predictions hit as equal, finer, coarser, outside or not comparable.
+    comparison: dict[str, Any] | None = None
 
     @property
     def miou(self) -> float:
@@ -271,6 +274,11 @@ class EvalReport:
             "mean_acc": _none_for_nan(m.mean_acc), "pixels": m.pixels, "classes_evaluated": len(m.classes),
             "groups": [{k: _none_for_nan(v) for k, v in asdict(g).items()} for g in m.groups],
         }
+        if m.categories:
+            out["category_miou"] = _none_for_nan(m.category_miou)
+            out["categories"] = [{k: _none_for_nan(v) for k, v in asdict(c).items()} for c in m.categories]
+        if self.comparison is not None:
+            out["comparison"] = dict(self.comparison)
         if per_class:
             out["classes"] = [{k: _none_for_nan(v) for k, v in asdict(c).items()} for c in m.classes]
         return out
@@ -280,7 +288,8 @@ class EvalReport:
 
     def to_csv(self, per_class: bool = True) -> str:
         """One row per score: ``overall`` (iou = mIoU, acc = pixel accuracy, mean_acc = class-average accuracy),
-        ``group`` (iou = the group's mIoU) and, with ``per_class``, ``class`` (iou, acc = the class's accuracy)."""
+        ``group`` (iou = the group's mIoU), ``category`` (Cityscapes' categories: key ``mean`` holds their mean) and,
+        with ``per_class``, ``class`` (iou, acc = the class's accuracy)."""
         m = self.metrics
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -292,6 +301,15 @@ class EvalReport:
         for g in m.groups:
             writer.writerow(["group", g.group, "", "", "" if g.depth is None else g.depth, int(g.depth is not None),
                              g.classes, g.present, _fmt(g.miou), "", "", ""])
+        if m.categories:
+            present = sum(1 for c in m.categories if not math.isnan(c.iou))
+            writer.writerow(["category", "mean", "", "", "", "", len(m.categories), present, _fmt(m.category_miou),
+                             "", "", ""])
+            for c in m.categories:
+                writer.writerow(["category", c.category, "", "", "", "", c.classes, "", _fmt(c.iou), "", "", ""])
+        for kind, pixels in (self.comparison or {}).items():
+            if kind != "space":  # prediction files: pixels of each kind of comparison (see hierseg.engine.score)
+                writer.writerow(["comparison", kind, self.comparison["space"], "", "", "", "", "", "", "", "", pixels])
         if per_class:
             for c in m.classes:
                 writer.writerow(["class", c.id, c.name, c.concept or "", "" if c.depth is None else c.depth,

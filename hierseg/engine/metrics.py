@@ -7,7 +7,10 @@ which count as misses of the true class but as nobody's false positive. Pixels w
 evaluated class are skipped.
 
 From the matrix: mean IoU, pixel accuracy and class-average accuracy (the columns of the DSSPN tables), per-class
-IoU and accuracy, and mIoU per depth of the tree. Classes absent from both ground truth and prediction have no IoU
+IoU and accuracy, mIoU per depth of the tree, and for a dataset whose label table has a ``category`` column
+(Cityscapes' flat, construction, object, nature, sky, human, vehicle) the category IoU of the official
+Cityscapes evaluation: a category's evaluated classes pooled, a prediction of another class of the same category
+counted as right. Classes absent from both ground truth and prediction have no IoU
 (NaN) and are left out of every mean, as in mmsegmentation.
 """
 
@@ -34,6 +37,7 @@ class EvalClass:
     concept: str | None  # None when the tree does not cover the dataset
     depth: int | None  # of the concept (root = 0)
     leaf: bool | None  # is the concept a leaf of the tree?
+    category: str | None = None  # the label table's category column (Cityscapes), if it has one
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,8 @@ class EvalClasses:
             concept = taxonomy.concept_of(spec.name, label.id) if covered else None
             classes.append(EvalClass(label.id, label.name, concept,
                                      taxonomy[concept].depth if concept else None,
-                                     taxonomy.is_leaf(concept) if concept else None))
+                                     taxonomy.is_leaf(concept) if concept else None,
+                                     label.extra.get("category") or None))
         if not classes:
             raise HiersegError(f"{spec.name}: no label is marked evaluated in its label table")
         lut = np.full(spec.num_ids, len(classes), dtype=np.int64)
@@ -142,6 +147,15 @@ class GroupScore:
 
 
 @dataclass(frozen=True)
+class CategoryScore:
+    """IoU of a category (Cityscapes' ``getIouScoreForCategory``): its evaluated classes taken as one."""
+
+    category: str
+    classes: int
+    iou: float  # NaN when the category is in neither ground truth nor prediction
+
+
+@dataclass(frozen=True)
 class Metrics:
     miou: float
     pixel_acc: float
@@ -149,6 +163,11 @@ class Metrics:
     pixels: int  # evaluated ground-truth pixels
     classes: tuple[ClassScore, ...]
     groups: tuple[GroupScore, ...]
+    categories: tuple[CategoryScore, ...] = ()  # empty when the dataset's label table has no categories
+
+    @property
+    def category_miou(self) -> float:
+        return nanmean(np.array([c.iou for c in self.categories])) if self.categories else math.nan
 
 
 def nanmean(values: np.ndarray) -> float:
@@ -199,6 +218,24 @@ def group_scores(classes: EvalClasses, iou: np.ndarray) -> tuple[GroupScore, ...
     return tuple([score(f"depth {d}", d) for d in depths] + ([score(INNER, None)] if None in members else []))
 
 
+def category_scores(matrix: np.ndarray, classes: EvalClasses) -> tuple[CategoryScore, ...]:
+    """Per category, in order of first appearance: TP = the category's rows and columns, FN = the rest of its rows
+    (other columns included), FP = its columns in the rows of evaluated classes of other categories."""
+    members: dict[str, list[int]] = {}
+    for i, c in enumerate(classes.classes):
+        if c.category is not None:
+            members.setdefault(c.category, []).append(i)
+    k, out = len(classes), []
+    for category, rows in members.items():
+        others = [i for i in range(k) if i not in rows]
+        tp = int(matrix[np.ix_(rows, rows)].sum())
+        fn = int(matrix[rows].sum()) - tp
+        fp = int(matrix[np.ix_(others, rows)].sum())
+        union = tp + fp + fn
+        out.append(CategoryScore(category, len(rows), tp / union if union else math.nan))
+    return tuple(out)
+
+
 def compute_metrics(matrix: torch.Tensor | np.ndarray, classes: EvalClasses) -> Metrics:
     """Every score of a confusion matrix (reduce it across ranks first: :meth:`ConfusionMatrix.reduced`)."""
     matrix = _numpy(matrix)
@@ -210,4 +247,5 @@ def compute_metrics(matrix: torch.Tensor | np.ndarray, classes: EvalClasses) -> 
     per_class = tuple(ClassScore(c.id, c.name, c.concept, c.depth, c.leaf, float(iou[i]), float(acc[i]), int(truth[i]),
                                  int(predicted[i])) for i, c in enumerate(classes.classes))
     return Metrics(miou=nanmean(iou), pixel_acc=correct / total if total else math.nan, mean_acc=nanmean(acc),
-                   pixels=total, classes=per_class, groups=group_scores(classes, iou))
+                   pixels=total, classes=per_class, groups=group_scores(classes, iou),
+                   categories=category_scores(matrix, classes))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -58,7 +59,7 @@ from hierseg.taxonomy.tree import Taxonomy
 
 LAST = "last.pt"
 # What a run writes besides last.pt and config.yaml: a folder holding any of them is another run's.
-RUN_OUTPUTS = ("model.pt", "metrics.jsonl", "metrics.csv", "finetune")
+RUN_OUTPUTS = ("model.pt", "metrics.jsonl", "metrics.csv", "finetune", "tensorboard")
 # Sections whose change would make a resumed run a different run; output intervals, workers, precision may change.
 RESUME_KEYS = ("model", "data.datasets", "schedule", "optim", "finetune", "init", "run.seed")
 
@@ -167,8 +168,13 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
         except HiersegError as exc:
             raise fail("model.kwargs.taxonomy", str(exc)) from None
     if config.model.backbone_weights is not None:
-        if not config.model.backbone_weights.is_file():
-            raise fail("model.backbone_weights", f"{config.model.backbone_weights}: no such file")
+        from hierseg.models.backbone import weights_source
+
+        try:
+            weights_source(config.model.backbone_weights)  # a local file or a hub id; downloads happen at build
+        except HiersegError:
+            raise fail("model.backbone_weights", f"{config.model.backbone_weights}: no such file (or name hub weights: "
+                                                 "timm/<name>, hf-hub:<org>/<repo>)") from None
         kwargs["backbone_weights"] = str(config.model.backbone_weights)
     if config.init.backbone_from is not None and not config.init.backbone_from.is_file():
         raise fail("init.backbone_from", f"{config.init.backbone_from}: no such checkpoint")
@@ -180,6 +186,10 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
         datasets[d.name] = _open_dataset(d, config.run.seed, config.data.on_error,
                                          lambda field, msg, i=i: fail(f"data.datasets.{i}{field}", msg))
 
+    if config.output.tensorboard:
+        from hierseg.engine.tensorboard import check_available
+
+        check_available()
     resume_stat = _stat(config.output.dir / LAST) if resume else None
     payload = _check_run_dir(config, source, resume, overwrite)
     return Prepared(config, source, datasets, config.model.name, kwargs, taxonomy, model_fn, payload, resume_stat)
@@ -284,6 +294,8 @@ def _clear_outputs(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
     for path in sorted((run_dir / "finetune").glob("*.pt")) if (run_dir / "finetune").is_dir() else ():
         path.unlink()
+    if (run_dir / "tensorboard").is_dir():
+        shutil.rmtree(run_dir / "tensorboard")
 
 
 def _pick(tree: Any, dotted: str) -> Any:
@@ -396,8 +408,9 @@ class Trainer:
         weights = [d.weight for d in chosen] if len(chosen) > 1 and chosen[0].weight is not None else None
         acc = self.config.optim.accumulate
         loader, sampler = multi_dataset_loader(
-            [self.p.datasets[name] for name in stage.datasets], chosen[0].batch_size, weights, self.config.run.seed,
-            rank, world_size, self.config.data.workers, stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
+            [self.p.datasets[name] for name in stage.datasets], [d.batch_size for d in chosen], weights,
+            self.config.run.seed, rank, world_size, self.config.data.workers,
+            stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
         loader.worker_init_fn = _worker_init
         # Worker seeds from the loader's own generator, so opening a loader mid-epoch after a resume leaves the
         # global RNG (dropout) exactly where an uninterrupted run has it.
@@ -415,8 +428,8 @@ class Trainer:
             weights = [d.weight for d in chosen] if len(chosen) > 1 and chosen[0].weight is not None else None
             try:
                 sampler = MultiDatasetBatchSampler(
-                    [len(self.p.datasets[name]) for name in stage.datasets], chosen[0].batch_size, weights, 0, 0,
-                    self.info.world_size, stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
+                    [len(self.p.datasets[name]) for name in stage.datasets], [d.batch_size for d in chosen], weights,
+                    0, 0, self.info.world_size, stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
             except HiersegError as exc:
                 raise HiersegError(f"{self.p.source}: data.datasets: {exc}") from None
         per_epoch = len(sampler) // acc
@@ -448,12 +461,16 @@ class Trainer:
         self.offsets = [0]
         for stage in stages:
             self.offsets.append(self.offsets[-1] + self.stage_length(stage)[1])
-        self.log = None
+        self.log, self.tensorboard = None, None
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / "config.yaml",
                               yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
             self.log = MetricsLog(self.run_dir, self.config.data.names, at)
+            if self.config.output.tensorboard:
+                from hierseg.engine.tensorboard import TensorBoardLog
+
+                self.tensorboard = TensorBoardLog(self.run_dir, self.offsets[at[0]] + at[1] + 1 if at else None)
         outputs = {stage.name: stage.output for stage in stages[:first]}
         try:
             for stage in stages[first:]:
@@ -462,6 +479,8 @@ class Trainer:
         finally:
             if self.log is not None:
                 self.log.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
         if self.skipped and self.info.is_main:
             print(f"skipped {len(self.skipped)} broken sample{'s' if len(self.skipped) > 1 else ''} "
                   "(data.on_error: skip)", file=sys.stderr, flush=True)
@@ -519,6 +538,8 @@ class Trainer:
                     step += 1
                     if self.log is not None:
                         self.log.write(record)
+                    if self.tensorboard is not None:
+                        self.tensorboard.write(record)
                     progress.update(record)
                     if self.on_step is not None:
                         self.on_step(record)

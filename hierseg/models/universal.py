@@ -28,7 +28,7 @@ import torch
 from hierseg.models.outputs import Outputs, resize_logits
 from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.labelspace import LabelSpace
-from hierseg.taxonomy.neurons import NeuronGraph
+from hierseg.taxonomy.neurons import NeuronGraph, self_concepts
 from hierseg.taxonomy.translate import owners
 from hierseg.taxonomy.tree import Taxonomy
 
@@ -64,13 +64,13 @@ class LeafClasses(Outputs):
         self.graph = graph
         self.datasets = datasets
         self.spaces: dict[str, LabelSpace] = {d: graph.space(d) for d in datasets}
-        labelled = {c for space in self.spaces.values() for c in space.concepts.values() if c is not None}
+        stops = set(self_concepts(tax, datasets))
         names: list[str] = []
         concepts: list[str] = []
         for cid in graph.concepts:
             if tax.is_leaf(cid):
                 names.append(cid)
-            elif cid in labelled:
+            elif cid in stops:
                 names.append(f"{cid}/{OTHER}")
             else:
                 continue

@@ -73,6 +73,7 @@ def test_eval_table_and_csv(setup):
     assert result.exit_code == 0, result.output
     assert "cityscapes val: 1 images, 19 evaluated classes" in result.output
     assert "mIoU by concept depth" in result.output and "traffic light" in result.output
+    assert "category mIoU" in result.output and "construction" in result.output
     assert "traffic light" not in runner.invoke(app, args).output  # per-class rows only when asked
 
     out = tmp / "scores.csv"  # the suffix picks the format
@@ -80,7 +81,9 @@ def test_eval_table_and_csv(setup):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open()))
     assert rows[0]["kind"] == "overall" and rows[0]["key"] == "cityscapes"
-    assert {r["kind"] for r in rows} == {"overall", "group"}
+    assert {r["kind"] for r in rows} == {"overall", "group", "category"}
+    categories = [r["key"] for r in rows if r["kind"] == "category"]
+    assert categories == ["mean", "flat", "construction", "object", "nature", "sky", "human", "vehicle"]
     assert math.isclose(float(rows[0]["classes"]), 19)
 
 

@@ -57,22 +57,24 @@ def test_labels_remap_and_stats_commands(tmp_path):
     m = {label.name: label.id for label in load_spec("mapillary").labels}
     label = np.array([[m["marking--general"], m["object--vehicle--car"]], [m["nature--sky"], 65]], np.uint8)
     Image.fromarray(label).save(src / "a.png")
-    result = run_cli("labels", "remap", "--from", "mapillary", "--to", "cityscapes", str(src), str(tmp_path / "out"))
+    result = run_cli("labels", "remap", "--from", "mapillary", "--to", "cityscapes", str(src), str(tmp_path / "out"),
+                     "--glob", "*.png")
     assert result.returncode == 0, result.stderr
     c = {lb.name: lb.id for lb in load_spec("cityscapes").labels}
     out = np.asarray(Image.open(tmp_path / "out" / "a.png"))
     assert out.tolist() == [[c["road"], c["car"]], [c["sky"], 0]]
     assert "1 written" in result.stdout
 
-    result = run_cli("labels", "stats", "--dataset", "mapillary", str(src), "--format", "json")
+    result = run_cli("labels", "stats", "--dataset", "mapillary", str(src), "--glob", "*.png", "--format", "json")
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout)
     assert stats["images"] == 1 and stats["pixels"] == 4
-    result = run_cli("labels", "stats", "--dataset", "mapillary", str(src), "--format", "csv")
+    result = run_cli("labels", "stats", "--dataset", "mapillary", str(src), "--glob", "*.png", "--format", "csv")
     assert result.stdout.splitlines()[0].startswith("kind,key,name,pixels")
 
     Image.fromarray(np.array([[99]], np.uint8)).save(src / "b.png")
-    result = run_cli("labels", "remap", "--from", "mapillary", "--to", "cityscapes", str(src), str(tmp_path / "o2"))
+    result = run_cli("labels", "remap", "--from", "mapillary", "--to", "cityscapes", str(src), str(tmp_path / "o2"),
+                     "--glob", "*.png")
     assert result.returncode == 2
     assert result.stderr.strip().endswith("b.png: value 99 is not a mapillary label id")
     assert "Traceback" not in result.stderr

@@ -27,8 +27,10 @@ def test_info_reports_dsspn_structure_for_a_dataset() -> None:
     assert info["params"] == sum(p.numel() for p in model.parameters())
     assert info["neuron_params"] == head_parameter_count(model.graph, 256, 32)
     assert info["head_params"] == info["neuron_params"] + info["transition_params"]
-    assert info["neurons"] == 69 and info["m"] == 32
+    assert info["neurons"] == len(model.graph) and info["m"] == 32
+    assert info["self_outputs"] == sum(n.has_self for n in model.graph.neurons)
     assert info["dataset_neurons"] == int(model.graph.mask("mapillary").active.sum())
+    assert info["unpredictable_labels"] == []
 
 
 def test_info_pdn_reports_the_table1_count() -> None:

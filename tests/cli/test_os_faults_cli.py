@@ -112,8 +112,8 @@ def folder_commands(env: dict, out: Path) -> dict[str, list[str]]:
         "schedule": {"steps": 1}, "run": {"device": "cpu"}, "output": {"dir": str(out)}}))
     return {
         "data synth": ["data", "synth", "--dataset", "ade20k", "--n", "1", "--size", "32", "--out", str(out)],
-        "labels remap": ["labels", "remap", "--from", "cityscapes", "--to", "mapillary",
-                         str(env["tmp"] / "cityscapes" / "gtFine"), str(out)],
+        "labels remap": ["labels", "remap", "--from", "cityscapes", "--to", "mapillary", "--split", "val",
+                         str(env["tmp"] / "cityscapes"), str(out)],
         "predict": ["predict", "--checkpoint", str(env["deeplab"]), "--device", "cpu",
                     str(env["tmp"] / "cityscapes" / "leftImg8bit" / "val"), "--out", str(out)],
         "train": ["train", "--config", str(config)],
@@ -122,7 +122,7 @@ def folder_commands(env: dict, out: Path) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("command", ["labels export", "taxonomy export", "taxonomy draw", "plot", "eval"])
 def test_a_file_output_that_is_a_folder_or_lies_under_a_file(env, tmp_path, command):
-    folder = tmp_path / "taken.svg" if command == "taxonomy draw" else tmp_path / "taken.json"
+    folder = tmp_path / {"taxonomy draw": "taken.svg", "plot": "taken.png"}.get(command, "taken.json")
     folder.mkdir()
     args = file_commands(env, folder)[command]
     args[-1] = str(folder)
@@ -170,9 +170,18 @@ def test_fifos_and_devices_where_a_file_belongs_never_block(env, tmp_path):
     labels = tmp_path / "labels"
     shutil.copytree(env["tmp"] / "cityscapes" / "gtFine", labels)
     os.mkfifo(labels / "val" / "zz.png")
-    one_error(hierseg("labels", "remap", "--from", "cityscapes", "--to", "mapillary", str(labels), str(tmp_path / "o")),
-              f"zz.png: {kind} (label PNG)")
-    one_error(hierseg("labels", "stats", "--dataset", "cityscapes", str(labels)), f"zz.png: {kind}")
+    # listing a folder skips what is not a regular file, so the FIFO is not read at all
+    result = hierseg("labels", "remap", "--from", "cityscapes", "--to", "mapillary", "--glob", "*.png", str(labels),
+                     str(tmp_path / "o"))
+    assert result.returncode == 0 and not (tmp_path / "o" / "val" / "zz.png").exists(), result.stderr
+    assert hierseg("labels", "stats", "--dataset", "cityscapes", "--glob", "*.png", str(labels)).returncode == 0
+    images = tmp_path / "images"
+    shutil.copytree(env["tmp"] / "mapillary", images)
+    os.mkfifo(images / "validation" / "images" / "zz.jpg")  # an image the layout pairs with a label
+    shutil.copy(next((images / "validation" / "v1.2" / "labels").glob("*.png")),
+                images / "validation" / "v1.2" / "labels" / "zz.png")
+    one_error(hierseg("data", "check", str(images), "--dataset", "mapillary", "--split", "validation"),
+              f"zz.jpg: {kind} (image)")
 
 
 def test_text_that_is_not_utf8_is_one_line_naming_the_file(env, tmp_path):
@@ -226,7 +235,8 @@ def test_config_fields_and_seeds_are_checked_with_their_range(env, tmp_path):
                               ("data.on_error=maybe", "data.on_error: Input should be 'raise' or 'skip'")):
         assert one_error(in_process("train", "--config", str(config), "--set", override)) == \
             f"error: {config}: {message}"
-    result = in_process("labels", "stats", "--dataset", "cityscapes", "--seed", "-1", str(env["tmp"] / "cityscapes"))
+    result = in_process("labels", "stats", "--dataset", "cityscapes", "--split", "val", "--seed", "-1",
+                        str(env["tmp"] / "cityscapes"))
     assert result.returncode == 2 and "Invalid value for '--seed'" in result.stderr  # typer's usage error
     assert "Traceback" not in result.stderr
 

@@ -95,3 +95,33 @@ def test_loader_batches_real_files_one_dataset_at_a_time(tmp_path):
         assert batch["image"].shape == (2, 3, 16, 16) and batch["label"].shape == (2, 16, 16)
         allowed = {0, 1, 2} if batch["dataset"] == "ade20k" else {0, 255}
         assert set(batch["label"].unique().tolist()) <= allowed
+
+
+def test_per_dataset_batch_sizes_cover_each_sample_once_and_shard_exactly():
+    sizes, batch_sizes = [10, 25, 7], [2, 4, 3]
+    single = MultiDatasetBatchSampler(sizes, batch_sizes, seed=3)
+    batches = list(single)
+    assert len(batches) == len(single) == 10 // 2 + 25 // 4 + 7 // 3
+    for batch in batches:
+        assert len(batch) == batch_sizes[dataset_of(batch[0])] and len({dataset_of(i) for i in batch}) == 1
+    flat = [i for b in batches for i in b]
+    assert len(flat) == len(set(flat))
+    ranks = [MultiDatasetBatchSampler(sizes, batch_sizes, seed=3, rank=r, world_size=2) for r in range(2)]
+    shares = [list(s) for s in ranks]
+    assert len(shares[0]) == len(shares[1]) == len(single) // 2
+    assert shares[0] + shares[1] != [] and not {i for b in shares[0] for i in b} & {i for b in shares[1] for i in b}
+    assert sorted(map(tuple, shares[0] + shares[1])) == sorted(map(tuple, single.epoch_batches(0)[: 2 * len(shares[0])]))
+    resumed = MultiDatasetBatchSampler(sizes, batch_sizes, seed=3, rank=1, world_size=2)
+    resumed.resume(epoch=0, step=3)
+    assert list(resumed) == shares[1][3:]
+    with pytest.raises(HiersegError, match="at least batch_size=8 samples"):
+        MultiDatasetBatchSampler([10, 7], [2, 8])
+    with pytest.raises(HiersegError, match="2 batch sizes for 3 datasets"):
+        MultiDatasetBatchSampler(sizes, [2, 3])
+
+
+def test_steps_per_epoch_keeps_each_datasets_rate_with_its_batch_size():
+    # 100 samples in batches of 2 and 100 in batches of 4: the second needs half as many batches per pass
+    sampler = MultiDatasetBatchSampler([100, 100], [2, 4], seed=0, steps_per_epoch=30)
+    assert sampler.batches_per_dataset == [20, 10]
+    assert MultiDatasetBatchSampler([30, 10], 2, steps_per_epoch=8).batches_per_dataset == [6, 2]

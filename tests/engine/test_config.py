@@ -59,8 +59,7 @@ def test_defaults_are_the_papers_optimiser() -> None:
     (["data.datasets.1.name=cityscapes"], "data.datasets.1.name: cityscapes is listed twice"),
     (["data.datasets.0.name=pascal"], "data.datasets.0.name: Input should be 'coco_stuff', 'ade20k',"),
     (["data.datasets.0.weight=2"], "data.datasets.1.weight: give every dataset a weight, or none"),
-    (["data.datasets.1.batch_size=6"], "data.datasets.1.batch_size: joint training uses one batch size; 6 here, "
-                                       "8 for cityscapes"),
+    (["data.datasets.1.batch_size=0"], "data.datasets.1.batch_size: Input should be greater than or equal to 1"),
     (["data.datasets.0.scale=[2, 0.5]"], "data.datasets.0.scale: needs 0 < low <= high"),
     (["run.precision=fp16"], "run.precision: Input should be 'auto', 'fp32' or 'bf16'"),
     (["finetune.epochs=20", "finetune.datasets=[ade20k]"], "finetune.datasets.0: ade20k is not one of data.datasets"),

@@ -151,3 +151,26 @@ def test_reduction_only_with_a_process_group(tmp_path, monkeypatch):
         torch.distributed.destroy_process_group()
     assert len(calls) == 1 and torch.equal(total, 2 * matrix.matrix)
     assert int(matrix.matrix.sum()) == 2  # the local counts are left as they were
+
+
+def test_category_iou_pools_each_categorys_evaluated_classes():
+    classes = EvalClasses.of("cityscapes")
+    spec = load_spec("cityscapes")
+    category = {label.id: label.extra["category"] for label in spec.labels}
+    evaluated = set(classes.ids)
+    rng = np.random.default_rng(3)
+    label = rng.integers(0, 34, size=(40, 50))
+    pred = np.where(rng.random(label.shape) < 0.4, label, rng.integers(0, 34, size=label.shape))
+    metrics = compute_metrics(confusion_matrix(torch.from_numpy(pred), torch.from_numpy(label), classes), classes)
+    names = [c.category for c in metrics.categories]
+    assert names == ["flat", "construction", "object", "nature", "sky", "human", "vehicle"]  # void: none evaluated
+    for score in metrics.categories:
+        in_cat = np.vectorize(lambda v, c=score.category: v in evaluated and category.get(int(v)) == c)
+        gt, pr = in_cat(label), in_cat(pred)
+        scored = np.isin(label, list(evaluated))
+        tp = int((gt & pr).sum())
+        fn = int((gt & ~pr).sum())
+        fp = int((scored & ~gt & pr).sum())
+        assert math.isclose(score.iou, tp / (tp + fp + fn))
+    assert math.isclose(metrics.category_miou, np.mean([c.iou for c in metrics.categories]))
+    assert compute_metrics(np.zeros((4, 5)), EvalClasses.of(toy_spec(), Taxonomy.load())).categories == ()

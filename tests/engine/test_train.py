@@ -69,11 +69,12 @@ def synth_root(tmp_path_factory) -> Path:
     return write_synth(tmp_path_factory.mktemp("synth"))
 
 
-def make_config(root: Path, out: Path, datasets: tuple[str, ...] = ("cityscapes",), **sections: Any) -> TrainConfig:
+def make_config(root: Path, out: Path, datasets: tuple[str, ...] = ("cityscapes",),
+                batch_sizes: dict[str, int] | None = None, **sections: Any) -> TrainConfig:
     raw: dict[str, Any] = {
         "model": {"name": "tiny"},
-        "data": {"workers": 0, "datasets": [{"name": d, "root": str(root / d), "crop": 48, "batch_size": 2}
-                                            for d in datasets]},
+        "data": {"workers": 0, "datasets": [{"name": d, "root": str(root / d), "crop": 48,
+                                             "batch_size": (batch_sizes or {}).get(d, 2)} for d in datasets]},
         "schedule": {"steps": 8},
         "optim": {"lr_head": 0.05, "lr_backbone": 0.01},
         "run": {"device": "cpu"},
@@ -110,11 +111,15 @@ def test_single_dataset_run_logs_every_step_with_the_poly_schedule(synth_root, t
 
 
 def test_resume_after_sigterm_gives_the_same_losses(synth_root, tmp_path):
-    steps = 10  # 8 steps per epoch here, so the resumed run also crosses an epoch boundary
-    straight = make_config(synth_root, tmp_path / "straight", DATASETS, schedule={"steps": steps})
+    steps = 10  # 4 + 2 steps per epoch here (batches of 2 and 3), so the resumed run also crosses an epoch boundary
+    sizes = {"cityscapes": 2, "ade20k": 3}  # per-dataset batch sizes (DSSPN 4.1 uses 4 and 6)
+    straight = make_config(synth_root, tmp_path / "straight", DATASETS, sizes, schedule={"steps": steps})
     train(straight, model_fn=lambda **kw: TwoHeads())
+    records = read_metrics(tmp_path / "straight")
+    assert all(r["images"] == sizes[next(iter(r["datasets"]))] for r in records)
+    assert [next(iter(r["datasets"])) for r in records[:6]].count("ade20k") == 2  # every sample once per epoch
 
-    stopped = make_config(synth_root, tmp_path / "stopped", DATASETS, schedule={"steps": steps})
+    stopped = make_config(synth_root, tmp_path / "stopped", DATASETS, sizes, schedule={"steps": steps})
 
     def stop_at_4(record: dict[str, Any]) -> None:
         if record["step"] == 4:
@@ -216,7 +221,8 @@ def test_preflight_checks_the_model_and_paths_against_the_zoo(synth_root, tmp_pa
     assert check(model={"name": "deeplab_resnet18", "kwargs": {"rates": [1]}}).startswith(
         "c.yaml: model.kwargs.rates: deeplab_resnet18 has no such argument; it accepts: num_classes, datasets,")
     assert check(model={"name": "deeplab_resnet18", "backbone_weights": str(tmp_path / "r18.pth")}) == \
-        f"c.yaml: model.backbone_weights: {tmp_path / 'r18.pth'}: no such file"
+        f"c.yaml: model.backbone_weights: {tmp_path / 'r18.pth'}: no such file (or name hub weights: timm/<name>, " \
+        "hf-hub:<org>/<repo>)"
     assert check(init={"backbone_from": str(tmp_path / "a.pt")}) == \
         f"c.yaml: init.backbone_from: {tmp_path / 'a.pt'}: no such checkpoint"
     assert check(data={"datasets": [{"name": "cityscapes", "root": str(synth_root / "cityscapes"),

@@ -1,6 +1,7 @@
 """DSSPN: dynamic batching equals running each image alone, gradients stay inside each image's sub-graph and the
-dataset's concept mask, inference follows the argmax path, every ablation variant trains, the head's size follows
-from the tree, and the memory-efficient block keeps saved activations linear in depth."""
+dataset's concept mask, self outputs learn where a dataset stops, inference follows the argmax path (greedy) or the
+most probable path, every label of the real datasets can be output, every ablation variant trains, the head's size
+follows from the tree, and the memory-efficient block keeps saved activations linear in depth."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import torch
 
 from hierseg.models import create_model
 from hierseg.models.dsspn import DSSPN, NeuronHead, head_parameter_count, subsample
+from hierseg.models.info import model_info
 from hierseg.models.memory import saved_activations
-from hierseg.taxonomy import NeuronGraph, Taxonomy
+from hierseg.taxonomy import NeuronGraph, Taxonomy, load_spec
 from hierseg.taxonomy.errors import HiersegError
 from tests.taxonomy.toy import toy_taxonomy
 
@@ -39,6 +41,15 @@ def fine_labels() -> torch.Tensor:
     return y
 
 
+def nested_labels() -> torch.Tensor:
+    """Four 'nested' images (0 vehicle, 1 car, 255 ignore): the vehicle neuron's self output has pixels to learn."""
+    y = torch.full((4, 12, 12), 255, dtype=torch.long)
+    y[0, :6], y[0, 6:] = 0, 1   # vehicle itself and car
+    y[1, :, :4] = 1             # car only
+    y[2, 3:9, 3:9] = 0          # vehicle only
+    return y
+
+
 def reference_loss(h: NeuronHead, h0: torch.Tensor, label: torch.Tensor, dataset: str) -> torch.Tensor:
     """The batch loss recomputed by running the head on each image alone and pooling the per-neuron sums."""
     sums: dict[int, torch.Tensor] = {}
@@ -57,22 +68,23 @@ def reference_loss(h: NeuronHead, h0: torch.Tensor, label: torch.Tensor, dataset
 
 @pytest.mark.parametrize("kwargs", [{}, {"memory_efficient": False}, {"dense": False}, {"combine": "sum"},
                                     {"classifier": "softmax"}])
-def test_dynamic_batching_equals_one_image_at_a_time(graph: NeuronGraph, kwargs: dict) -> None:
+@pytest.mark.parametrize("dataset", ["fine", "nested"])
+def test_dynamic_batching_equals_one_image_at_a_time(graph: NeuronGraph, kwargs: dict, dataset: str) -> None:
     h = head(graph, **kwargs)
-    label = fine_labels()
+    label = fine_labels() if dataset == "fine" else nested_labels()
     h0 = torch.rand(4, M0, 12, 12, dtype=torch.double, requires_grad=True)
-    loss, prop = h.loss(h0, label, "fine")
+    loss, prop = h.loss(h0, label, dataset)
     assert {n for n in prop.rows if len(prop.rows[n]) < 4}, "the batch must exercise partial sub-graphs"
     grads = torch.autograd.grad(loss, [h0, *h.parameters()], allow_unused=True)
 
     for b in range(4):  # forward: every neuron's logits for every image
-        alone = h.propagate(h0[b : b + 1], h.activation("fine", label[b : b + 1]))
+        alone = h.propagate(h0[b : b + 1], h.activation(dataset, label[b : b + 1]))
         assert set(alone.rows) == {n for n in prop.rows if b in prop.rows[n]}
         for n, logits in alone.logits.items():
             row = int(np.flatnonzero(prop.rows[n] == b)[0])
             torch.testing.assert_close(prop.logits[n][row], logits[0], atol=1e-5, rtol=0)
 
-    ref = reference_loss(h, h0, label, "fine")
+    ref = reference_loss(h, h0, label, dataset)
     ref_grads = torch.autograd.grad(ref, [h0, *h.parameters()], allow_unused=True)
     torch.testing.assert_close(loss, ref, atol=1e-5, rtol=0)
     for got, want in zip(grads, ref_grads, strict=True):
@@ -104,31 +116,45 @@ def test_neurons_outside_the_sub_graph_and_masked_children_get_zero_gradient(gra
     loss, _ = h.loss(h0, label, "nested")
     loss.backward()
     for neuron, child, defined in (("root", "stuff", False), ("root", "things", True), ("things", "animal", False),
-                                   ("things", "vehicle", True)):
-        k = graph[neuron].children.index(child)
+                                   ("things", "vehicle", True), ("vehicle", "car", True), ("vehicle", "bus", False),
+                                   ("vehicle", "vehicle", True)):
+        k = graph[neuron].outputs.index(child)
         layer = h.neurons[graph.index[neuron]].predict
         assert bool(layer.weight.grad[k].any()) is defined and bool(layer.bias.grad[k] != 0) is defined
 
 
-def fixed_decisions(model: DSSPN, choices: dict[str, tuple[str, float]]) -> None:
-    """Make every neuron's prediction constant: the named child gets the logit, the others -5."""
+def test_self_output_learns_to_stop_where_the_dataset_stops(graph: NeuronGraph) -> None:
+    """'nested' pixels labelled vehicle (not car) push vehicle's self output up and its car output down."""
+    h = head(graph)
+    vehicle = graph["vehicle"]
+    h0 = torch.rand(2, M0, 8, 8, dtype=torch.double)
+    loss, _ = h.loss(h0, torch.zeros(2, 8, 8, dtype=torch.long), "nested")  # all vehicle itself
+    loss.backward()
+    bias = h.neurons[vehicle.index].predict.bias.grad
+    assert bias[vehicle.self_index] < 0 < bias[vehicle.outputs.index("car")]  # descent raises self, lowers car
+    assert bias[vehicle.outputs.index("bus")] == 0  # undefined in 'nested'
+
+
+def fixed_decisions(model: DSSPN, choices: dict[str, tuple[str, float]], low: float = -5.0) -> None:
+    """Make every neuron's prediction constant: the named output (a child, or the neuron's own concept for its self
+    output) gets the logit, the others ``low``."""
     for neuron in model.graph.neurons:
         layer = model.head.neurons[neuron.index].predict
         torch.nn.init.zeros_(layer.weight)
-        layer.bias.data.fill_(-5.0)
+        layer.bias.data.fill_(low)
         if neuron.concept in choices:
-            child, logit = choices[neuron.concept]
-            layer.bias.data[neuron.children.index(child)] = logit
+            output, logit = choices[neuron.concept]
+            layer.bias.data[neuron.outputs.index(output)] = logit
 
 
-def toy_model(**kwargs) -> DSSPN:
+def toy_model(**kwargs: object) -> DSSPN:
     torch.manual_seed(0)
     model = DSSPN(toy_taxonomy(), backbone="resnet18", m0=M0, m=M, **kwargs)
     return model.eval()
 
 
-def test_inference_follows_the_argmax_path_and_runs_only_reached_neurons() -> None:
-    model = toy_model()
+def test_greedy_inference_follows_the_argmax_path_and_runs_only_reached_neurons() -> None:
+    model = toy_model(inference="greedy")
     g = model.graph
     fixed_decisions(model, {"root": ("stuff", 3.0), "stuff": ("road", 2.0), "road": ("crosswalk", 1.0),
                             "things": ("vehicle", 4.0), "vehicle": ("bus", 1.0)})
@@ -142,18 +168,52 @@ def test_inference_follows_the_argmax_path_and_runs_only_reached_neurons() -> No
 
     ran.clear()  # 'coarse' labels road as a whole: inference stops there and returns its id (3)
     assert (model.infer(h0, (6, 6), "coarse") == g.concept_index["road"]).all() and ran == ["root", "stuff"]
-    # 'nested' defines neither stuff nor animal: the mask forces things -> vehicle, then vehicle stays vehicle
-    # (id 0) unless its defined child car is more likely than not
+    ran.clear()  # the path rule runs every neuron the dataset can reach, and agrees here
+    assert (model.infer(h0, (6, 6), "coarse", rule="path") == g.concept_index["road"]).all()
+    assert ran == ["root", "things", "stuff", "vehicle"]
+
+
+@pytest.mark.parametrize("rule", ["greedy", "path"])
+def test_self_outputs_decide_between_a_concept_and_its_children(rule: str) -> None:
+    model = toy_model(inference=rule)
+    g = model.graph
     image = torch.rand(1, 3, 32, 32)
+    # 'nested' defines neither stuff nor animal: the mask forces things -> vehicle, then vehicle's self output
+    # against its defined child car decides between ids 0 (vehicle) and 1 (car)
+    fixed_decisions(model, {"vehicle": ("vehicle", 2.0)})
     assert (model.predict(image, "nested") == 0).all()
-    model.head.neurons[g.index["vehicle"]].predict.bias.data[g["vehicle"].children.index("car")] = 2.0
+    fixed_decisions(model, {"vehicle": ("car", 2.0)})
     assert (model.predict(image, "nested") == 1).all()
+    # the tree space stops where the last decision put a pixel: road itself, or the animal, never a guess below
+    fixed_decisions(model, {"root": ("stuff", 2.0), "stuff": ("road", 2.0), "road": ("road", 2.0)})
+    assert (model.predict(image) == g.concept_index["road"]).all()
+    fixed_decisions(model, {"root": ("things", 2.0), "things": ("animal", 2.0), "animal": ("animal", 2.0)})
+    assert (model.predict(image) == g.concept_index["animal"]).all()
 
 
-def test_inference_decides_per_pixel() -> None:
+def test_path_rule_weighs_a_confident_deeper_decision_against_an_unsure_early_one() -> None:
     model = toy_model()
     g = model.graph
-    fixed_decisions(model, {"stuff": ("sky", 1.0), "things": ("animal", 1.0), "animal": ("cat", 1.0)})
+    # root: things 0.55 against stuff 0.45; below things every decision is a coin toss, below stuff sky is sure
+    fixed_decisions(model, {"stuff": ("sky", 6.0)})
+    root = model.head.neurons[g.index["root"]].predict
+    root.bias.data[g["root"].outputs.index("things")] = 0.2
+    root.bias.data[g["root"].outputs.index("stuff")] = 0.0
+    for name in ("things", "animal", "vehicle"):
+        model.head.neurons[g.index[name]].predict.bias.data.fill_(0.0)
+    h0 = torch.rand(1, M0, 4, 4)
+    greedy = model.infer(h0, (4, 4), rule="greedy")
+    assert set(greedy.unique().tolist()) <= {g.concept_index[c] for c in ("dog", "cat", "car", "bus", "animal",
+                                                                           "vehicle")}
+    assert (model.infer(h0, (4, 4), rule="path") == g.concept_index["sky"]).all()
+
+
+@pytest.mark.parametrize("rule", ["greedy", "path"])
+def test_inference_decides_per_pixel(rule: str) -> None:
+    model = toy_model(inference=rule)
+    g = model.graph
+    # sure decisions below the root (the path rule multiplies them in), so the root alone decides each pixel
+    fixed_decisions(model, {"stuff": ("sky", 1.0), "things": ("animal", 1.0), "animal": ("cat", 1.0)}, low=-40.0)
     # The root neuron passes channel 0 of h0 through, and says 'things' where it exceeds 0.5, 'stuff' elsewhere.
     root = model.head.neurons[g.index["root"]]
     for layer in (root.reduce, root.conv, root.predict):
@@ -171,7 +231,8 @@ def test_inference_decides_per_pixel() -> None:
 
 
 VARIANTS = [{"m": 32}, {"m": 64}, {"dense": False}, {"combine": "sum"}, {"classifier": "softmax"},
-            {"structure": "fixed"}, {"memory_efficient": False}]
+            {"structure": "fixed"}, {"memory_efficient": False}, {"weighting": "pixel"}, {"supervision": "full"},
+            {"inference": "greedy"}]
 
 
 @pytest.mark.parametrize("kwargs", VARIANTS)
@@ -197,9 +258,12 @@ def test_head_parameter_count_follows_from_the_tree(graph: NeuronGraph, kwargs: 
 
 
 def test_head_parameter_count_by_hand(graph: NeuronGraph) -> None:
-    # toy: root (0 ancestors, 2 children), things/stuff (1 ancestor, 2 children), animal/vehicle/road (2, 2 each)
-    per = {d: (M0 + M * d) * 4 * M + 4 * M + 4 * M * M * 9 + M + M * 2 + 2 for d in range(3)}
-    assert head_parameter_count(graph, M0, M) == per[0] + 2 * per[1] + 3 * per[2]
+    # toy: root (0 ancestors, 2 outputs), things/stuff (1 ancestor, 2 outputs), animal/vehicle/road (2 ancestors,
+    # 2 children and a self output each)
+    def per(depth: int, outputs: int) -> int:
+        return (M0 + M * depth) * 4 * M + 4 * M + 4 * M * M * 9 + M + M * outputs + outputs
+
+    assert head_parameter_count(graph, M0, M) == per(0, 2) + 2 * per(1, 2) + 3 * per(2, 3)
 
 
 def chain_taxonomy(depth: int) -> Taxonomy:
@@ -239,6 +303,8 @@ def test_memory_efficient_blocks_keep_saved_activations_linear_in_depth() -> Non
 def test_bad_arguments_are_one_line_errors() -> None:
     with pytest.raises(HiersegError, match="structure"):
         create_model("dsspn_resnet18", taxonomy=toy_taxonomy(), structure="static")
+    with pytest.raises(HiersegError, match="inference must be one of 'greedy', 'path', not 'beam'"):
+        create_model("dsspn_resnet18", taxonomy=toy_taxonomy(), inference="beam")
     with pytest.raises(HiersegError, match="has no argument 'mm'"):
         create_model("dsspn_resnet18", taxonomy=toy_taxonomy(), mm=3)
     model = toy_model().train()
@@ -249,7 +315,7 @@ def test_bad_arguments_are_one_line_errors() -> None:
 def test_real_tree_head_and_universal_step() -> None:
     torch.manual_seed(0)
     model = create_model("dsspn_resnet18", m=16, m0=32)
-    assert len(model.head.neurons) == 69
+    assert len(model.head.neurons) == len(model.graph)
     assert sum(p.numel() for p in model.head.parameters()) == head_parameter_count(model.graph, 32, 16)
     image = torch.rand(1, 3, 41, 41)
     for dataset, value in (("cityscapes", 7), ("mapillary", 13), ("ade20k", 7), ("coco_stuff", 0)):
@@ -259,3 +325,43 @@ def test_real_tree_head_and_universal_step() -> None:
     for dataset in model.label_spaces:
         ids = model.predict(image, dataset)
         assert set(ids.unique().tolist()) <= set(model.graph.space(dataset).concepts)
+
+
+REAL_TARGETS = [("ade20k", name) for name in ("palm", "van", "pillow", "screen door", "cradle", "tree", "truck",
+                                               "cushion", "door", "bed")] + \
+               [("cityscapes", name) for name in ("building", "bridge", "tunnel")]
+
+
+@pytest.fixture(scope="module")
+def real_model() -> DSSPN:
+    torch.manual_seed(0)
+    return create_model("dsspn_resnet18", m=4, m0=8).eval()
+
+
+@pytest.mark.parametrize("rule", ["greedy", "path"])
+@pytest.mark.parametrize(("dataset", "name"), REAL_TARGETS)
+def test_hand_wired_head_outputs_single_child_and_nested_labels(real_model: DSSPN, dataset: str, name: str,
+                                                                 rule: str) -> None:
+    """The labels the paper's neurons could never output (ADE20K's only children, Cityscapes' building with bridge
+    and tunnel below it): wire each neuron on the label's route to choose it, and the label comes out."""
+    g = real_model.graph
+    value = next(label.id for label in load_spec(dataset).labels if label.name.split(";")[0] == name)
+    concept = g.taxonomy.concept_of(dataset, value)
+    for neuron in g.neurons:
+        layer = real_model.head.neurons[neuron.index].predict
+        torch.nn.init.zeros_(layer.weight)
+        layer.bias.data.fill_(-5.0)
+    for n, output in g.route(concept, stop=g.stops(dataset, concept)):
+        real_model.head.neurons[n].predict.bias.data[output] = 5.0
+    real_model.inference = rule
+    image = torch.rand(1, 3, 24, 24)
+    assert (real_model.predict(image, dataset) == value).all()
+    # in the tree's space the same decisions end at the concept itself
+    assert (real_model.predict(image) == g.concept_index[concept]).all()
+
+
+def test_models_info_reports_no_unpredictable_labels() -> None:
+    for dataset in ("coco_stuff", "ade20k", "cityscapes", "mapillary"):
+        info = model_info("dsspn_resnet18", {"m": 8}, dataset)
+        assert info["unpredictable_labels"] == []
+        assert info["self_outputs"] > 0

@@ -122,7 +122,7 @@ def test_remap_survives_being_killed_and_rerun(tmp_path, graph):
     labels = write_folder(tmp_path / "src", 600, shape=(96, 128), palette_every=10**9)
     dst = tmp_path / "dst"
     cmd = [sys.executable, "-m", "hierseg.cli.main", "labels", "remap", "--from", "mapillary", "--to", "cityscapes",
-           str(tmp_path / "src"), str(dst)]
+           str(tmp_path / "src"), str(dst), "--glob", "*.png"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (dst.is_dir() and len(list(dst.rglob("*.png"))) >= 20) and time.monotonic() < deadline:

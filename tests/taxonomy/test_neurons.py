@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hierseg.taxonomy import HiersegError, Taxonomy, load_spec
-from hierseg.taxonomy.neurons import IGNORE_INDEX, NeuronGraph
+from hierseg.taxonomy.neurons import IGNORE_INDEX, NeuronGraph, self_concepts
 from hierseg.taxonomy.subgraph import activated_batch, activated_neurons
 from tests.taxonomy.toy import NEURONS, I, toy_taxonomy
 
@@ -32,16 +32,60 @@ def test_toy_neurons_in_depth_order_with_children_and_ancestors(toy):
         toy["dog"]
 
 
+def test_self_outputs_where_a_dataset_labels_an_inner_concept(toy):
+    # coarse labels animal and road, nested labels vehicle: a pixel may stop at each of them
+    assert self_concepts(toy.taxonomy) == ("animal", "vehicle", "road")
+    assert self_concepts(toy.taxonomy, ["fine"]) == ()
+    assert [n.concept for n in toy.neurons if n.has_self] == ["animal", "vehicle", "road"]
+    assert toy["vehicle"].outputs == ("car", "bus", "vehicle") and toy["vehicle"].self_index == 2
+    assert toy["root"].outputs == ("things", "stuff") and toy["root"].self_index is None
+    assert toy.max_outputs == 3
+    assert toy.route("vehicle") == ((0, 0), (1, 1))
+    assert toy.route("vehicle", stop=True) == ((0, 0), (1, 1), (4, 2))
+    assert toy.route("things", stop=True) == ((0, 0),)  # no self output: no pixel can stop at things
+
+
+def test_single_child_under_a_labelled_concept_gets_a_neuron():
+    # ADE20K-like: tree labelled, and its only child palm labelled too. Without a self output nothing could tell
+    # them apart.
+    tax = Taxonomy({"root": "root", "datasets": {"d": {"ignore": 0, "void": {}}}, "concepts": [
+        {"id": "root", "name": "root", "parent": None, "depth": 0},
+        {"id": "tree", "name": "tree", "parent": "root", "depth": 1, "labels": {"d": [1]}},
+        {"id": "palm", "name": "palm", "parent": "tree", "depth": 2, "labels": {"d": [2]}},
+        {"id": "sky", "name": "sky", "parent": "root", "depth": 1, "labels": {"d": [3]}},
+        {"id": "x", "name": "x", "parent": "sky", "depth": 2}]})  # sky: labelled, one unlabelled child
+    graph = NeuronGraph(tax)
+    assert [n.concept for n in graph.neurons] == ["root", "tree", "sky"]
+    assert graph["tree"].outputs == ("palm", "tree")
+    assert graph.inseparable == ()
+    targets = graph.targets("d", np.array([1, 2, 3], dtype=np.uint8))
+    assert targets[graph.index["tree"]].tolist() == [1, 0, I]  # tree itself, palm, (sky: not below tree)
+    assert targets[graph.index["sky"]].tolist() == [I, I, I]  # d labels nothing below sky: sky is coarse
+
+
 def test_toy_concept_masks(toy):
     coarse = toy.mask("coarse")
-    # coarse labels animal (not dog/cat), car, bus, road (not lane/crosswalk), sky
+    # coarse labels animal (not dog/cat), car, bus, road (not lane/crosswalk), sky: animal and road are coarse,
+    # so their neurons (self outputs included) are off; vehicle's self output is defined because car and bus are
     assert [d.tolist() for d in coarse.defined] == [
-        [True, True], [True, True], [True, True], [False, False], [True, True], [False, False]]
+        [True, True], [True, True], [True, True], [False, False, False], [True, True, True], [False, False, False]]
     assert coarse.active.tolist() == [True, True, True, False, True, False]
     fine = toy.mask("fine")  # no bus, no road itself, but road is on the path to lane
     assert [d.tolist() for d in fine.defined] == [
-        [True, True], [True, True], [True, True], [True, True], [True, False], [True, True]]
-    assert fine.matrix().shape == (6, 2)
+        [True, True], [True, True], [True, True], [True, True, True], [True, False, True], [True, True, True]]
+    assert fine.matrix().shape == (6, 3)
+    nested = toy.mask("nested")  # vehicle and car: vehicle's outputs car and self, not bus
+    assert nested.defined[toy.index["vehicle"]].tolist() == [True, False, True]
+
+
+def test_toy_targets_nested_dataset_trains_the_self_output(toy):
+    label = np.array([0, 1, 255], dtype=np.uint8)  # vehicle (not car), car, ignore
+    targets = toy.targets("nested", label)
+    assert targets[toy.index["vehicle"]].tolist() == [2, 0, I]  # self, car
+    assert targets[toy.index["things"]].tolist() == [1, 1, I]  # vehicle both times
+    # fine labels lane under road: negative for road's self output (a non-I target that is not the self index)
+    fine = toy.targets("fine", np.array([4], dtype=np.uint8))
+    assert fine[toy.index["road"]].tolist() == [0]
 
 
 def test_toy_targets_route_coarse_labels_and_ignore_below_them(toy):
@@ -52,7 +96,7 @@ def test_toy_targets_route_coarse_labels_and_ignore_below_them(toy):
         "root": [[0, 0], [1, I]],      # things, things / stuff
         "things": [[0, 1], [I, I]],    # animal, vehicle
         "stuff": [[I, I], [0, I]],     # road
-        "animal": [[I, I], [I, I]],    # animal sits on the neuron itself: no child to learn
+        "animal": [[I, I], [I, I]],    # animal is coarse here: no child and no self decision to learn
         "vehicle": [[I, 0], [I, I]],   # car
         "road": [[I, I], [I, I]],      # road is coarse in this dataset
     }
@@ -108,12 +152,18 @@ def test_toy_activated_subgraph_batch(toy):
     assert tensors.images == sub.images
 
 
-def test_real_graph_has_69_neurons_parents_first(real):
-    assert len(real) == 69
+def test_real_graph_neurons_parents_first_and_no_concept_inseparable(real):
+    tax = real.taxonomy
+    labelled = {c for d in tax.datasets for c in tax.dataset_concepts(d).values()}
+    branching = {c.id for c in tax if len(tax.children(c.id)) >= 2}
+    selfish = {c.id for c in tax if c.id in labelled and tax.children(c.id)}
+    assert {n.concept for n in real.neurons} == branching | selfish
+    assert len(real) > len(branching)  # single-child concepts under a labelled parent (ADE20K tree/palm...)
     for n in real.neurons:
         assert all(real.neurons[a].depth < n.depth for a in n.ancestors)
-        assert len(n.children) >= 2
-    assert set(real.inseparable) >= {"palm", "van"}  # only children: the paper's neurons cannot tell them apart
+        assert len(n.outputs) >= 2 and n.has_self == (n.concept in selfish)
+    # every concept a dataset labels can be told apart from its parent by some neuron's decision
+    assert not set(real.inseparable) & labelled
 
 
 def test_real_masks_ade_animal_and_cityscapes_road(real):
@@ -125,7 +175,8 @@ def test_real_masks_ade_animal_and_cityscapes_road(real):
     assert real.mask("coco_stuff").defined[real.index["animal_things"]].all()
     assert not real.mask("cityscapes").active[real.index["road"]]
     mapillary_road = real.mask("mapillary").defined[real.index["road"]]
-    assert mapillary_road.all() and len(mapillary_road) == 9
+    road = real["road"]
+    assert mapillary_road.all() and len(road.children) == 9 and road.has_self  # Cityscapes labels road itself
 
 
 def test_real_targets_mapillary_road_children(real):

@@ -111,7 +111,7 @@ def test_unrecorded_outputs_need_overwrite_and_dst_inside_src_is_refused(tmp_pat
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "hierseg.cli.main", "labels", "remap", *args]
+    return [sys.executable, "-m", "hierseg.cli.main", "labels", "remap", "--glob", "*.png", *args]
 
 
 def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[str, str]:

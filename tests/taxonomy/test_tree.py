@@ -28,7 +28,11 @@ def test_stats_agree_with_the_tree(artifact):
     stats = tree_stats(tax)
     assert stats["concepts"] == 359 and stats["max_depth"] == 5
     assert sum(stats["concepts_per_depth"].values()) == 359
-    assert stats["neurons"] == len(neurons(tax)) == sum(1 for c in tax if len(tax.children(c.id)) >= 2)
+    labelled = {c for d in tax.datasets for c in tax.dataset_concepts(d).values()}
+    selfish = {c.id for c in tax if c.id in labelled and not tax.is_leaf(c.id)}
+    assert stats["self_outputs"] == len(selfish)
+    assert stats["neurons"] == len(neurons(tax)) == sum(1 for c in tax if len(tax.children(c.id)) >= 2
+                                                        or c.id in selfish)
     assert stats["by_source"]["coco_stuff"] == 216
     assert stats["datasets"]["cityscapes"]["labels"] == 27
     depth_order = [tax[n].depth for n in neurons(tax)]
