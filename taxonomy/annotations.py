@@ -123,10 +123,30 @@ def _remap_one(rel: Path) -> tuple[str, int, int]:
     return str(rel), int(label.size), unknown
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this worker when the process that made it dies, however it dies (SIGKILL too)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _init_worker(init: Callable[..., None], *args: Any) -> None:
-    # Ctrl-C reaches the whole process group; the main process handles it and terminates the pool, so workers
-    # stay quiet instead of printing one KeyboardInterrupt traceback each.
+    # Signals to the process group (Ctrl-C, a service manager's SIGTERM) are the main process's to handle: it
+    # terminates the pool. A worker killed by one could die holding the pool's queue lock, and the termination
+    # would then wait on that lock forever; so workers take a process group of their own and ignore SIGINT, and
+    # go when the main process goes.
+    if hasattr(os, "setpgid"):
+        try:
+            os.setpgid(0, 0)
+        except OSError:
+            pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     init(*args)
 
 

@@ -363,9 +363,10 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
     matrix = ConfusionMatrix(classes, device)
     images = torch.zeros((), dtype=torch.int64, device=device)
     start = time.perf_counter()
+    batches = iter(loader)
     try:
         with torch.inference_mode():
-            for batch in loader:
+            for batch in batches:
                 image, label = batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
                 prediction = predictor(image, tuple(label.shape[-2:]))
                 rows = max(1, (1 << 20) // max(1, label.shape[0] * label.shape[-1]))  # ~1 MP per update
@@ -375,6 +376,9 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
                 if on_batch is not None:
                     on_batch(image.shape[0])
     finally:
+        shutdown = getattr(batches, "_shutdown_workers", None)  # see hierseg.engine.train.shutdown_workers
+        if shutdown is not None:
+            shutdown()
         module.train(was_training)
     if world > 1:
         torch.distributed.all_reduce(images)

@@ -378,6 +378,15 @@ def _worker_init(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def shutdown_workers(batches: Any) -> None:
+    """Shut a loader iterator's workers down now. After an error the traceback holds the iterator (its own frames
+    are in it) until interpreter exit, where Python terminates the workers and PyTorch's SIGCHLD handler turns
+    that into a second error; a clean shutdown first takes them off its watch list."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -553,8 +562,7 @@ class Trainer:
                         break
                 batches = None
         finally:
-            # Shut the loader's workers down now: an exception's traceback would keep the iterator (and with it the
-            # workers) alive until interpreter exit.
+            shutdown_workers(batches)
             batches = None
             progress.close()
         if info.is_main:  # the model first: a resume state saying "done" must find it

@@ -46,8 +46,11 @@ RANGES: dict[str, Range] = {
 
 
 class ArgumentError(HiersegError):
+    """``key`` and ``reason`` apart, for a config error's ``model.kwargs.KEY: reason``; the message reads
+    ``KEY must be ...``."""
+
     def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
+        super().__init__(f"{key} {reason}")
         self.key, self.reason = key, reason
 
 

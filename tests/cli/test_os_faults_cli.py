@@ -207,18 +207,18 @@ def test_text_that_is_not_utf8_is_one_line_naming_the_file(env, tmp_path):
               f"{specs / 'coco_stuff_hierarchy.csv'}:", "not UTF-8 text")
 
 
-@pytest.mark.parametrize(("value", "reason"), [("-8", "m: must be an integer in [1, 4096], not -8"),
-                                               ("0", "m: must be an integer in [1, 4096], not 0"),
-                                               ("abc", "m: must be an integer, not 'abc'")])
+@pytest.mark.parametrize(("value", "reason"), [("-8", "must be an integer in [1, 4096], not -8"),
+                                               ("0", "must be an integer in [1, 4096], not 0"),
+                                               ("abc", "must be an integer, not 'abc'")])
 def test_model_keywords_are_checked_with_their_range(env, tmp_path, value, reason):
     one_error(in_process("models", "info", "dsspn_resnet18", "--set", f"m={value}"),
-              f"model 'dsspn_resnet18': {reason}")
+              f"model 'dsspn_resnet18': m {reason}")
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({
         "model": {"name": "dsspn_resnet18", "kwargs": {"m": yaml.safe_load(value)}},
         "data": {"workers": 0, "datasets": [{"name": "cityscapes", "root": str(env["tmp"] / "cityscapes")}]},
         "schedule": {"steps": 1}, "output": {"dir": str(tmp_path / "run")}}))
-    assert one_error(in_process("train", "--config", str(config))) == f"error: {config}: model.kwargs.{reason}"
+    assert one_error(in_process("train", "--config", str(config))) == f"error: {config}: model.kwargs.m: {reason}"
     assert not (tmp_path / "run").exists()
 
 
