@@ -254,7 +254,8 @@ def _check_run_dir(config: TrainConfig, source: str, resume: bool, overwrite: bo
     ``locked``: this process holds the folder's lock already."""
     run_dir = config.output.dir
     last = run_dir / LAST
-    holder = None if locked else FolderLock.holder(run_dir)
+    writer = os.environ.get("RANK", "0") == "0"  # other DDP ranks would find their own run's rank 0 holding it
+    holder = FolderLock.holder(run_dir) if writer and not locked else None
     if holder is not None:
         raise HiersegError(f"{source}: output.dir: {FolderLock(run_dir, 'training run').busy_error(holder)}")
     if not resume:
