@@ -62,6 +62,7 @@ class Context:
     work: Path
     results: list[Outcome] = field(default_factory=list)
     mounts: list[Path] = field(default_factory=list)
+    glob: list[str] = field(default_factory=list)  # --glob '*.png' where labels remap/stats read layouts by default
 
 
 def _session_members(sid: int) -> list[int]:
@@ -276,9 +277,10 @@ def hangs(ctx: Context, p: dict[str, Path]) -> None:
     src.mkdir()
     Image.fromarray(np.full((4, 4), 7, np.uint8)).save(src / "a.png")
     os.mkfifo(src / "b.png")
-    run(ctx, "FIFO .png in remap SRC", "hang", ["labels", "remap", "--from", "cityscapes", "--to", "mapillary",
-                                                str(src), str(d / "out")], timeout=15)
-    run(ctx, "FIFO .png in labels stats", "hang", ["labels", "stats", "--dataset", "cityscapes", str(src)], timeout=15)
+    run(ctx, "FIFO .png in remap SRC", "hang", ["labels", "remap", *ctx.glob, "--from", "cityscapes", "--to",
+                                                "mapillary", str(src), str(d / "out")], timeout=15)
+    run(ctx, "FIFO .png in labels stats", "hang", ["labels", "stats", *ctx.glob, "--dataset", "cityscapes", str(src)],
+        timeout=15)
     root = corrupt_copy(ctx, p, "fifo_image", "mapillary")
     image = sorted((root / "mapillary" / "validation" / "images").glob("*.jpg"))[0]
     image.unlink()
@@ -331,24 +333,26 @@ def overwrites(ctx: Context, p: dict[str, Path]) -> None:
         Image.fromarray(np.full((8, 8), 7 + i, np.uint8)).save(src / f"{i}.png")
     out = d / "out"
     run(ctx, "setup: remap cityscapes->mapillary", "overwrite",
-        ["labels", "remap", "--from", "cityscapes", "--to", "mapillary", str(src), str(out)], record=False)
+        ["labels", "remap", *ctx.glob, "--from", "cityscapes", "--to", "mapillary", str(src), str(out)], record=False)
     first = (out / "0.png").read_bytes()
     outcome, _, _ = run(ctx, "remap rerun, other --to", "overwrite",
-                        ["labels", "remap", "--from", "cityscapes", "--to", "ade20k", str(src), str(out)])
+                        ["labels", "remap", *ctx.glob, "--from", "cityscapes", "--to", "ade20k", str(src), str(out)])
     note(ctx, outcome, "old translation's files " + ("left" if (out / "0.png").read_bytes() == first else "redone"))
     outcome, _, _ = run(ctx, "remap rerun, other --to, --overwrite", "overwrite",
-                        ["labels", "remap", "--from", "cityscapes", "--to", "ade20k", "--overwrite", str(src), str(out)])
+                        ["labels", "remap", *ctx.glob, "--from", "cityscapes", "--to", "ade20k", "--overwrite", str(src),
+                         str(out)])
     note(ctx, outcome, "files " + ("left" if (out / "0.png").read_bytes() == first else "redone"))
     time.sleep(0.01)
     Image.fromarray(np.full((8, 8), 26, np.uint8)).save(src / "1.png")  # car now
     before = (out / "1.png").read_bytes()
     outcome, _, _ = run(ctx, "remap rerun, a source changed", "overwrite",
-                        ["labels", "remap", "--from", "cityscapes", "--to", "ade20k", str(src), str(out)])
+                        ["labels", "remap", *ctx.glob, "--from", "cityscapes", "--to", "ade20k", str(src), str(out)])
     note(ctx, outcome, "changed file's output " + ("left" if (out / "1.png").read_bytes() == before else "redone"))
     inside = src / "remapped"
     for attempt in range(3):
         outcome, stdout, _ = run(ctx, f"remap DST inside SRC, run {attempt + 1}", "overwrite",
-                                 ["labels", "remap", "--from", "cityscapes", "--to", "cityscapes", str(src), str(inside)])
+                                 ["labels", "remap", *ctx.glob, "--from", "cityscapes", "--to", "cityscapes", str(src),
+                                  str(inside)])
         note(ctx, outcome, f"{sum(1 for _ in src.rglob('*.png'))} PNGs under SRC")
         if outcome.rc != 0:
             break
@@ -359,7 +363,8 @@ def overwrites(ctx: Context, p: dict[str, Path]) -> None:
     rng = np.random.default_rng(0)
     for i in range(60):
         Image.fromarray(rng.integers(7, 34, (300, 300), dtype=np.uint8)).save(src / f"{i:03}.png")
-    exe = [str(ctx.hierseg), "labels", "remap", "--from", "cityscapes", "--to", "mapillary", str(src), str(d / "out")]
+    exe = [str(ctx.hierseg), "labels", "remap", *ctx.glob, "--from", "cityscapes", "--to", "mapillary", str(src),
+           str(d / "out")]
     start = time.monotonic()
     procs = [subprocess.Popen(exe, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outs = [proc.communicate(timeout=300) for proc in procs]
@@ -372,10 +377,54 @@ def overwrites(ctx: Context, p: dict[str, Path]) -> None:
     ctx.results.append(outcome)
     print(f"{outcome.case:38s} {outcome.summary()}", flush=True)
 
-    outcome, _, err = run(ctx, "SIGTERM to a 2-worker remap", "interrupt",
-                          ["labels", "remap", "--from", "cityscapes", "--to", "mapillary", "--workers", "2", str(src),
-                           str(d / "out2")], term_after=2.0, timeout=60)
-    note(ctx, outcome, f"{err.count('Traceback')} tracebacks, {err.count('BrokenPipe')} BrokenPipe")
+
+
+def interrupts(ctx: Context, p: dict[str, Path]) -> None:
+    """SIGTERM to a two-worker remap once it has written some files: to the main process (``kill PID``) and to the
+    whole process group (a service manager, a terminal's job control)."""
+    import numpy as np
+    from PIL import Image
+
+    d = fresh(ctx, "remap_sigterm")
+    src = d / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        Image.fromarray(rng.integers(7, 34, (384, 512), dtype=np.uint8)).save(src / f"{i:03}.png")
+    for target in ("main process", "process group"):
+        dst = d / f"out_{target.replace(' ', '_')}"
+        args = [str(ctx.hierseg), "labels", "remap", *ctx.glob, "--from", "cityscapes", "--to", "mapillary",
+                "--workers", "2"]
+        start = time.monotonic()
+        proc = subprocess.Popen([*args, str(src), str(dst)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True, cwd=ctx.work)
+        while not (dst.is_dir() and len(list(dst.glob("*.png"))) >= 10) and proc.poll() is None:
+            time.sleep(0.01)
+        written = len(list(dst.glob("*.png")))
+        if target == "main process":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGTERM)
+        hang = False
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            hang = True
+            for pid in _session_members(proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            _, err = proc.communicate()
+        time.sleep(2.0)
+        left = _session_members(proc.pid)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        lines = [line for line in err.splitlines() if line.strip()]
+        outcome = Outcome(f"SIGTERM to a 2-worker remap ({target})", "interrupt", proc.returncode,
+                          round(time.monotonic() - start, 1), hang, "Traceback" in err, len(left),
+                          lines[-1] if lines else "",
+                          f"{written} of 300 written when signalled; {err.count('Traceback')} tracebacks, "
+                          f"{err.count('BrokenPipe')} BrokenPipe, {len(lines)} stderr lines")
+        ctx.results.append(outcome)
+        print(f"{outcome.case:38s} {outcome.summary()}", flush=True)
 
 
 def flip_tensor_bytes(path: Path) -> None:
@@ -498,7 +547,7 @@ def tracebacks(ctx: Context, p: dict[str, Path]) -> None:
                                  str(dir_target)],
             "predict --out": ["predict", "--checkpoint", str(p["deeplab"]), "--dataset", "cityscapes",
                               str(data / "cityscapes" / "leftImg8bit" / "val"), "--out", str(dir_target)],
-            "labels remap DST": ["labels", "remap", "--from", "cityscapes", "--to", "mapillary",
+            "labels remap DST": ["labels", "remap", *ctx.glob, "--from", "cityscapes", "--to", "mapillary",
                                  str(data / "cityscapes" / "gtFine"), str(dir_target)],
         }
         cfg = write_config(d / f"cfg_{fault.replace(' ', '_')}.yaml", data, dir_target, cfg_model, steps=1)
@@ -518,7 +567,7 @@ def tracebacks(ctx: Context, p: dict[str, Path]) -> None:
     run(ctx, "data synth --seed 2**70", "traceback", ["data", "synth", "--dataset", "ade20k", "--out", str(d / "s"),
                                                      "--n", "1", "--size", "32", "--seed", str(2 ** 70)])
     run(ctx, "labels stats --seed -1", "traceback",
-        ["labels", "stats", "--dataset", "cityscapes", "--seed", "-1", str(data / "cityscapes" / "gtFine")])
+        ["labels", "stats", *ctx.glob, "--dataset", "cityscapes", "--seed", "-1", str(data / "cityscapes" / "gtFine")])
 
     if "ro" in p:
         out = d / "build_ro"
@@ -531,11 +580,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hierseg", type=Path, required=True)
     parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--only", nargs="*", default=["hangs", "overwrites", "wrong_answers", "tracebacks"])
+    parser.add_argument("--only", nargs="*",
+                        default=["hangs", "overwrites", "interrupts", "wrong_answers", "tracebacks"])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     hierseg = args.hierseg.absolute()
     ctx = Context(hierseg, hierseg.parent / "python", args.work.absolute())
+    usage = subprocess.run([str(hierseg), "labels", "remap", "--help"], capture_output=True, text=True).stdout
+    ctx.glob = ["--glob", "*.png"] if "--glob" in usage else []
     ctx.work.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unmount on the way out
     try:

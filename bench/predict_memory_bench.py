@@ -6,7 +6,7 @@ Each measurement is one ``hierseg predict`` process on one synthetic RGB image o
 its peak RSS is the kernel's ``ru_maxrss`` from ``wait4``. A process that passes ``--cap-gb`` is killed and reported
 as ``>cap`` (on a shared machine nothing is allowed to take it all).
 
-    .venv/bin/python bench/predict_memory_bench.py [--sizes 1000 2000 4000 8000] [--before PATH/bin/hierseg]
+    .venv/bin/python bench/predict_memory_bench.py [--sizes 1000 2000 4000 8000] [--cap-gb 6] [--before PATH]
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def peak_rss(args: list[str], cap: int) -> tuple[float | None, float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 4000, 8000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 4000],
+                        help="image sides (8000 takes a quarter of an hour on 2 CPU cores)")
     parser.add_argument("--cap-gb", type=float, default=8.0)
     parser.add_argument("--hierseg", type=Path, default=Path(sys.executable).parent / "hierseg")
     parser.add_argument("--before", type=Path, help="another installation's hierseg, run without --max-pixels")
