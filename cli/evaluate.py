@@ -15,6 +15,7 @@ from hierseg.taxonomy.errors import HiersegError
 
 Mode = choices("Mode", "whole", "slide")
 _DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+MAX_PIXELS = 2048 * 2048  # hierseg.engine.evaluate.MAX_PIXELS, without importing torch for --help
 
 CheckpointOption = Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file written by `hierseg train`.")]
 ModeOption = Annotated[Mode, typer.Option(help="whole: the full image at once; slide: --crop windows every --stride.")]
@@ -24,20 +25,27 @@ FlipOption = Annotated[bool, typer.Option(help="Average with the horizontally fl
 ShortOption = Annotated[int | None, typer.Option(min=1, help="Resize the short side to this before the model "
                                                  "(predictions are scored at full size).")]
 DeviceOption = Annotated[str | None, typer.Option(help="cuda, cuda:1 or cpu (default: cuda when available).")]
+MaxPixelsOption = Annotated[int, typer.Option(min=1, help="Images whose model input has more pixels run in --crop "
+                                              "windows even in --mode whole, so memory stays bounded (0 < N).")]
 
 
 def _check_checkpoint(path: Path) -> None:
     # Checked before torch is imported, so a typo costs a fraction of a second, not the model zoo's import.
-    if not path.is_file():
-        raise HiersegError(f"{path}: no such checkpoint (--checkpoint)")
+    from hierseg.taxonomy.io import check_regular
+
+    check_regular(path, "checkpoint (--checkpoint)")
 
 
-def _load(path: Path):
-    from hierseg.engine.checkpoint import load_model
+def _load(path: Path, dataset: str | None = None, what: str = "evaluation"):
+    from hierseg.engine.checkpoint import load_model, trained_datasets
     from hierseg.taxonomy.tree import Taxonomy
 
     model, payload = load_model(path, map_location="cpu")
     taxonomy = Taxonomy(payload["taxonomy"]) if payload.get("taxonomy") is not None else None
+    trained = trained_datasets(payload)
+    if dataset not in (None, "tree") and trained is not None and dataset not in trained:
+        typer.echo(f"warning: {path} was trained on {', '.join(trained)}, not {dataset}: this is cross-dataset "
+                   f"{what}", err=True)
     return model, taxonomy, payload
 
 
@@ -111,6 +119,7 @@ def evaluate(
     stride: StrideOption = None,
     flip: FlipOption = False,
     short: ShortOption = None,
+    max_pixels: MaxPixelsOption = MAX_PIXELS,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass (same-size images only).")] = 1,
     workers: Annotated[int, typer.Option(min=0, help="Data loading processes (with --predictions: processes "
                                          "reading the files).")] = 0,
@@ -151,8 +160,8 @@ def evaluate(
     from hierseg.engine.evaluate import InferenceOptions
     from hierseg.engine.evaluate import evaluate as run_evaluation
 
-    options = InferenceOptions(mode.value, crop, stride, flip, short)
-    model, taxonomy, payload = _load(checkpoint)
+    options = InferenceOptions(mode.value, crop, stride, flip, short, max_pixels)
+    model, taxonomy, payload = _load(checkpoint, dataset)
     progress, task = _progress(limit, "eval")
     with progress:
         report = run_evaluation(model, dataset, root, split, options=options, batch_size=batch_size, workers=workers,
@@ -189,6 +198,7 @@ def predict(
     stride: StrideOption = None,
     flip: FlipOption = False,
     short: ShortOption = None,
+    max_pixels: MaxPixelsOption = MAX_PIXELS,
     device: DeviceOption = None,
 ) -> None:
     """Write a label PNG (the dataset's ids, or tree concept indices) and a colour overlay for each image."""
@@ -200,8 +210,8 @@ def predict(
     from hierseg.engine.predict import collect_images, predict_images
 
     files = collect_images(images)  # before loading the model: a missing image fails fast
-    options = InferenceOptions(mode.value, crop, stride, flip, short)
-    model, taxonomy, _ = _load(checkpoint)
+    options = InferenceOptions(mode.value, crop, stride, flip, short, max_pixels)
+    model, taxonomy, _ = _load(checkpoint, dataset, "prediction")
     progress, task = _progress(len(files), "predict")
     with progress:
         written = predict_images(model, images, out, dataset, options=options, device=device, taxonomy=taxonomy,

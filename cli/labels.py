@@ -92,9 +92,11 @@ def remap(
     unknown: Annotated[Unknown, typer.Option(help="A value the source does not define: stop (error) or map it "
                                              "to ignore and count it.")] = Unknown.error,
     taxonomy: TreeOption = None,
+    overwrite: Annotated[bool, typer.Option(help="Redo outputs that another translation or an older source made "
+                                            "(default: refuse them).")] = False,
 ) -> None:
     """Rewrite the label files of a dataset split (or of a folder, with --glob) in another dataset's ids under DST.
-    Re-running skips finished files."""
+    Re-running skips finished files; DST/remap_manifest.json records what made each one."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from hierseg.taxonomy.annotations import remap_folder
@@ -107,7 +109,8 @@ def remap(
     with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("remap", total=len(files))
         report = remap_folder(table, src, dst, workers=workers, unknown=unknown.value,
-                              on_file=lambda _: progress.advance(task), files=files, recodes=recodes)
+                              on_file=lambda _: progress.advance(task), files=files, recodes=recodes,
+                              overwrite=overwrite)
     rate = report.megapixels / report.seconds if report.seconds else 0.0
     typer.echo(f"{source} -> {target}: {report.files} files, {report.written} written, {report.skipped} already done; "
                f"{report.megapixels:.1f} MP in {report.seconds:.1f} s ({rate:.1f} MP/s)")
@@ -130,7 +133,7 @@ def stats(
     glob: GlobOption = None,
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size for activated neurons per batch.")] = 8,
-    seed: Annotated[int, typer.Option(help="Seed of the shuffle that forms the batches.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the shuffle that forms the batches.")] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 1,
     taxonomy: TreeOption = None,
 ) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import warnings
+from typing import Any
 
 import typer
 
@@ -12,6 +16,7 @@ from hierseg.cli.labels import app as labels_app
 from hierseg.cli.models import app as models_app
 from hierseg.cli.taxonomy import app as taxonomy_app
 from hierseg.taxonomy.errors import HiersegError
+from hierseg.taxonomy.io import os_cause
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Hierarchical, multi-dataset semantic segmentation.")
@@ -25,14 +30,56 @@ app.command("eval")(evaluate.evaluate)
 app.command("predict")(evaluate.predict)
 
 
+class Terminated(BaseException):
+    """SIGTERM in the main process: unwinds like Ctrl-C, so every ``finally`` runs (worker pools are terminated,
+    manifests and logs are closed, temporaries removed). A ``BaseException``, so no ``except Exception`` eats it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate_handler(owner: int):
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:  # a forked worker inherited this handler: end quietly, as SIGTERM normally does
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated(signum)
+
+    return handler
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    return f"warning: {message}\n"
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line the CLI prints for an exception that is the user's or the environment's, not a bug."""
+    if isinstance(exc, OSError):
+        where = ": ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        return f"{where}: {os_cause(exc)}" if where else os_cause(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return f"input is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+    return str(exc)
+
+
 def main() -> None:
-    """Console entry point: a :class:`HiersegError` becomes ``error: ...`` on stderr and exit code 2."""
+    """Console entry point: a :class:`HiersegError`, an OS fault (permission, read-only or full file system, a folder
+    where a file belongs) or undecodable text becomes ``error: ...`` on stderr and exit code 2; SIGTERM unwinds and
+    exits 143."""
+    warnings.formatwarning = _warning_line
+    if hasattr(signal, "SIGTERM") and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate_handler(os.getpid()))
     try:
         app()
-    except HiersegError as exc:
-        for line in getattr(exc, "problems", None) or [str(exc)]:  # a ProblemList: one line per problem
+    except (HiersegError, OSError, UnicodeDecodeError) as exc:
+        for line in getattr(exc, "problems", None) or [error_line(exc)]:  # a ProblemList: one line per problem
             print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
+    except Terminated as exc:
+        print(f"interrupted by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        sys.exit(128 + exc.signum)
 
 
 if __name__ == "__main__":

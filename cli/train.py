@@ -17,6 +17,8 @@ def train(
                       "(e.g. --set optim.lr_head=0.01 --set data.datasets.0.root=data/cityscapes). Repeatable.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output.dir from its last.pt "
                                                            "(same config; workers and intervals may change).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run (or another run's outputs) in "
+                                                                 "output.dir instead of refusing it.")] = False,
 ) -> None:
     """Train a model from a YAML config; under torchrun every process runs this same command (DDP)."""
     from hierseg.engine.config import load_config
@@ -27,7 +29,7 @@ def train(
 
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, one process reports
     try:
-        outputs = run_training(cfg, source=str(config), resume=resume)
+        outputs = run_training(cfg, source=str(config), resume=resume, overwrite=overwrite)
     except Interrupted as exc:
         if main_process:
             print(exc, file=sys.stderr, flush=True)

@@ -1,8 +1,9 @@
 """Whole annotation folders: remap every label PNG into another label space, and count what a folder holds.
 
 Both walk ``*.png`` under a root (sorted, relative paths kept), work through a lookup table per file, and run on
-``workers`` processes. Remap writes each file atomically and skips files already written, so a killed run is
-finished by running it again.
+``workers`` processes. Remap writes each file atomically and records what made it in a manifest
+(:mod:`hierseg.taxonomy.remap_manifest`), so a killed run is finished by running it again, while another
+translation or a changed source is refused (or redone with ``overwrite``); one remap at a time writes a folder.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import atomic_write_bytes
+from hierseg.taxonomy.io import FolderLock, atomic_write_bytes, check_regular, remove_temporaries
 from hierseg.taxonomy.translate import Translation, Unknown
 
 _MODES = {"L": np.uint8, "P": np.uint8, "I;16": np.uint16, "I": None}
@@ -39,6 +41,7 @@ def read_label(path: Path) -> np.ndarray:
     """A single-channel label PNG as an integer array (palette PNGs give their indices, as Mapillary's do)."""
     from PIL import Image, UnidentifiedImageError
 
+    check_regular(path, "label PNG")  # a FIFO named *.png would block the reader
     try:
         with Image.open(path) as image:
             if image.mode not in _MODES:
@@ -120,48 +123,95 @@ def _remap_one(rel: Path) -> tuple[str, int, int]:
     return str(rel), int(label.size), unknown
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this worker when the process that made it dies, however it dies (SIGKILL too)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(init: Callable[..., None], *args: Any) -> None:
+    # Signals to the process group (Ctrl-C, a service manager's SIGTERM) are the main process's to handle: it
+    # terminates the pool. A worker killed by one could die holding the pool's queue lock, and the termination
+    # would then wait on that lock forever; so workers take a process group of their own and ignore SIGINT, and
+    # go when the main process goes.
+    if hasattr(os, "setpgid"):
+        try:
+            os.setpgid(0, 0)
+        except OSError:
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    init(*args)
+
+
 def map_files(worker: Callable[[Path], Any], items: list[Path], workers: int, init: Callable[..., None],
          args: tuple[Any, ...]) -> Iterator[Any]:
-    """Map ``worker`` over ``items`` in this process or on a pool; the first error stops the pool."""
+    """Map ``worker`` over ``items`` in this process or on a pool; the first error, or an exception in the caller
+    (SIGTERM turned into one by the CLI), terminates the pool."""
     if workers <= 1 or len(items) <= 1:
         init(*args)
         yield from map(worker, items)
         return
     context = multiprocessing.get_context("spawn" if os.name == "nt" else "fork")
-    with context.Pool(workers, initializer=init, initargs=args) as pool:
+    with context.Pool(workers, initializer=_init_worker, initargs=(init, *args)) as pool:
         yield from pool.imap_unordered(worker, items, chunksize=max(1, min(16, len(items) // (workers * 8))))
 
 
 def remap_folder(translation: Translation, src: str | Path, dst: str | Path, workers: int = 1,
                  unknown: Unknown = "error", on_file: Callable[[str], None] | None = None,
-                 files: list[Path] | None = None, recodes: tuple[Recode, ...] = ()) -> RemapReport:
+                 files: list[Path] | None = None, recodes: tuple[Recode, ...] = (),
+                 overwrite: bool = False) -> RemapReport:
     """Rewrite every label PNG under ``src`` in the target's ids under ``dst``, same relative paths.
 
     ``files`` (paths relative to ``src``) are the files to remap, by default :func:`list_label_files` of ``src``;
-    ``recodes`` read files in another encoding (a dataset layout's, e.g. Cityscapes' labelTrainIds) first.
+    ``recodes`` read files in another encoding (a dataset layout's, e.g. Cityscapes' labelTrainIds) first. Outputs
+    the manifest vouches for are skipped; ``overwrite`` redoes outputs of another translation or of changed sources
+    instead of refusing them.
     """
+    from hierseg.taxonomy.remap_manifest import plan, snapshot
+
     src, dst = Path(src), Path(dst)
     files = list_label_files(src) if files is None else files
     if src.resolve() == dst.resolve():
         raise HiersegError(f"{dst}: destination is the source folder; remap writes to a new folder")
+    if dst.resolve().is_relative_to(src.resolve()):
+        raise HiersegError(f"{dst}: destination lies inside the source folder {src}, so a re-run would read its "
+                           "own outputs; remap into a folder outside it")
     report, start = RemapReport(files=len(files)), time.perf_counter()
-    for stale in dst.rglob(".*.png.*.tmp") if dst.is_dir() else ():
-        stale.unlink()  # a temporary left by a killed run; its file was never renamed into place
-    todo = []
-    for rel in files:
-        if (dst / rel).exists():
-            report.skipped += 1
+    with FolderLock(dst, "labels remap"):
+        remove_temporaries(dst, recursive=True)  # left by a killed run; under the lock, no one else's
+        manifest, todo, done = plan(translation, src, dst, files, unknown, overwrite, recodes)
+        report.skipped = len(done)
+        for rel in done:
             if on_file:
                 on_file(str(rel))
-        else:
-            todo.append(rel)
-    for rel, pixels, undefined in map_files(_remap_one, todo, workers, _init_remap,
-                                                (translation, src, dst, unknown, recodes)):
-        report.written += 1
-        report.megapixels += pixels / 1e6
-        if undefined:
-            report.unknown_pixels[rel] = undefined
-        if on_file:
-            on_file(rel)
+        sources = {str(rel): snapshot(src / rel) for rel in todo}
+        for rel in sources:
+            manifest.files.pop(rel, None)  # until rewritten, an output is unrecorded: redone if the run is killed
+        manifest.save()
+        try:
+            for rel, pixels, undefined in map_files(_remap_one, todo, workers, _init_remap,
+                                                    (translation, src, dst, unknown, recodes)):
+                manifest.files[rel] = {**sources[rel], "undefined": undefined}
+                manifest.save(force=False)
+                report.written += 1
+                report.megapixels += pixels / 1e6
+                if undefined:
+                    report.unknown_pixels[rel] = undefined
+                if on_file:
+                    on_file(rel)
+        except BaseException:
+            try:
+                manifest.save()  # the files finished so far stay on record
+            except HiersegError:
+                pass  # the first fault (a full disk, say) is the one to report
+            raise
+        manifest.save()
     report.seconds = time.perf_counter() - start
     return report

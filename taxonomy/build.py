@@ -24,13 +24,12 @@ from typing import Any
 import yaml
 
 from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import atomic_write_text
+from hierseg.taxonomy.io import atomic_write_group, read_text
 from hierseg.taxonomy.mergespec import MergeSpec, concept_id, load_merge_spec
 from hierseg.taxonomy.specs import DATASETS, SPEC_DIR, DatasetSpec, dataset_spec, load_spec
-from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, LABEL_MAP_DIR, Taxonomy
+from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, FORMAT, LABEL_MAP_DIR, Taxonomy
 from hierseg.taxonomy.validate import validate_artifact
 
-FORMAT = "hierseg-taxonomy/1"
 DEFAULT_LABEL_MAP_DIR = LABEL_MAP_DIR
 
 
@@ -63,7 +62,7 @@ class _Node:
 
 
 def _coco_nodes(spec_dir: Path, root: str) -> dict[str, _Node]:
-    synsets = yaml.safe_load((spec_dir / "coco_synsets.yaml").read_text(encoding="utf-8"))
+    synsets = yaml.safe_load(read_text(spec_dir / "coco_synsets.yaml", "spec"))
     nodes: dict[str, _Node] = {}
 
     def ensure(name: str, parent: str | None) -> _Node:
@@ -76,7 +75,8 @@ def _coco_nodes(spec_dir: Path, root: str) -> dict[str, _Node]:
         return nodes[cid]
 
     ensure("root", None)
-    with (spec_dir / "coco_stuff_hierarchy.csv").open(newline="", encoding="utf-8") as handle:
+    hierarchy = read_text(spec_dir / "coco_stuff_hierarchy.csv", "spec")
+    with io.StringIO(hierarchy, newline="") as handle:
         for row in csv.DictReader(handle):
             parent = ensure(row["parent"], None)
             child = ensure(row["child"], parent.id)
@@ -386,11 +386,11 @@ def label_map_csv(artifact: dict[str, Any], dataset: str) -> str:
 
 def write_outputs(artifact: dict[str, Any], out: Path = DEFAULT_ARTIFACT, label_map_dir: Path | None = None) -> list[Path]:
     """Write the artifact and, if ``label_map_dir`` is given, one label map per dataset; all atomically."""
-    written = [atomic_write_text(out, dumps_artifact(artifact))]
+    files = {Path(out): dumps_artifact(artifact)}
     if label_map_dir is not None:
-        for dataset in artifact["datasets"]:
-            written.append(atomic_write_text(label_map_dir / f"{dataset}.csv", label_map_csv(artifact, dataset)))
-    return written
+        files.update({Path(label_map_dir) / f"{dataset}.csv": label_map_csv(artifact, dataset)
+                      for dataset in artifact["datasets"]})
+    return atomic_write_group(files)  # one unit: a tree never sits beside label maps of another build
 
 
 # ---- entry points for adding a dataset to a built tree (taxonomy/extend.py): the builder's own checks

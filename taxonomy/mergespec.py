@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from hierseg.taxonomy.errors import HiersegError
+from hierseg.taxonomy.io import read_text
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _MARKS = ("not_below", "shares_synset")
@@ -122,10 +123,8 @@ def _mapping(node: yaml.Node, where: str) -> list[tuple[yaml.Node, yaml.Node]]:
 def load_merge_spec(path: str | Path) -> MergeSpec:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, "merge spec")
         root_node = yaml.compose(text)
-    except OSError as exc:
-        raise HiersegError(f"{path}: cannot read merge spec ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f":{mark.line + 1}" if mark else ""

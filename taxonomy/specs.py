@@ -7,6 +7,7 @@ any other table with the same first columns through :meth:`DatasetSpec.from_csv`
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -15,10 +16,12 @@ from typing import Any
 import yaml
 
 from hierseg.taxonomy.errors import HiersegError
+from hierseg.taxonomy.io import read_text
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 DATASETS: tuple[str, ...] = ("coco_stuff", "ade20k", "cityscapes", "mapillary")
 REQUIRED_COLUMNS = ("id", "name", "synonyms", "color", "evaluated")
+MAX_ID = 65535  # label maps are 8- or 16-bit PNGs
 
 
 @dataclass(frozen=True)
@@ -60,15 +63,14 @@ class DatasetSpec:
     @classmethod
     def from_csv(cls, path: str | Path, name: str, ignore: int, title: str = "", ignore_name: str = "ignore") -> DatasetSpec:
         path = Path(path)
-        try:
-            with path.open(newline="", encoding="utf-8") as handle:
-                reader = csv.DictReader(handle)
-                missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-                if missing:
-                    raise HiersegError(f"{path}: missing column(s) {', '.join(missing)}")
-                labels = [_parse_row(path, lineno, row) for lineno, row in enumerate(reader, start=2)]
-        except OSError as exc:
-            raise HiersegError(f"{path}: cannot read label table ({exc.strerror})") from None
+        with io.StringIO(read_text(path, "label table"), newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise HiersegError(f"{path}: missing column(s) {', '.join(missing)}")
+            labels = [_parse_row(path, lineno, row) for lineno, row in enumerate(reader, start=2)]
+        if not 0 <= ignore <= MAX_ID:
+            raise HiersegError(f"{path}: ignore value {ignore} is outside 0..{MAX_ID} (16-bit label maps)")
         seen: dict[int, int] = {}
         for lineno, label in enumerate(labels, start=2):
             if label.id in seen:
@@ -80,10 +82,15 @@ class DatasetSpec:
 
 
 def _parse_row(path: Path, lineno: int, row: dict[str, str]) -> Label:
+    short = [c for c in REQUIRED_COLUMNS if row.get(c) is None]
+    if short:
+        raise HiersegError(f"{path}:{lineno}: too few fields (no {', '.join(short)})")
     try:
         label_id = int(row["id"])
-    except ValueError:
+    except (ValueError, TypeError):
         raise HiersegError(f"{path}:{lineno}: id {row['id']!r} is not an integer") from None
+    if not 0 <= label_id <= MAX_ID:
+        raise HiersegError(f"{path}:{lineno}: id {label_id} is outside 0..{MAX_ID} (label maps are 8- or 16-bit PNGs)")
     color = None
     if row["color"]:
         parts = row["color"].split(";")

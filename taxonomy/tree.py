@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hierseg.taxonomy.errors import HiersegError
+from hierseg.taxonomy.io import read_text
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -30,6 +31,7 @@ def _shipped_dir() -> Path:
 SHIPPED = _shipped_dir()
 DEFAULT_ARTIFACT = SHIPPED / "taxonomy" / "dsspn359.json"
 LABEL_MAP_DIR = SHIPPED / "label_maps"
+FORMAT = "hierseg-taxonomy/1"
 # The repository root when running from a checkout (its pyproject.toml beside data/); None in an installed wheel,
 # where `taxonomy build` must be told where to write (it never writes into site-packages by default).
 _CHECKOUT = SHIPPED.name == "data" and (SHIPPED.parent / "pyproject.toml").is_file()
@@ -61,14 +63,35 @@ def read_artifact(path: str | Path) -> dict[str, Any]:
     """Parse an artifact file; a missing file or broken JSON is a one-line :class:`HiersegError`."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise HiersegError(f"{path}: cannot read taxonomy ({exc.strerror})") from None
+        data = json.loads(read_text(path, "taxonomy"))
     except json.JSONDecodeError as exc:
         raise HiersegError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
     if not isinstance(data, dict) or not isinstance(data.get("concepts"), list):
         raise HiersegError(f"{path}: not a hierseg taxonomy (no 'concepts' list)")
     return data
+
+
+def _concept(entry: Any, index: int) -> Concept:
+    """One artifact record, its types checked: a malformed record is one line naming it, not a traceback later."""
+    where = f"concept {entry.get('id', f'#{index}')}" if isinstance(entry, dict) else f"concept #{index}"
+    if not isinstance(entry, dict):
+        raise HiersegError(f"{where}: not an object")
+    missing = [f for f in ("id", "name", "parent", "depth") if f not in entry]
+    if missing:
+        raise HiersegError(f"{where}: missing field(s) {', '.join(missing)}")
+    if not isinstance(entry["id"], str) or not (entry["parent"] is None or isinstance(entry["parent"], str)):
+        raise HiersegError(f"{where}: id and parent must be strings (parent null for the root)")
+    if isinstance(entry["depth"], bool) or not isinstance(entry["depth"], int):
+        raise HiersegError(f"{where}: depth must be an integer, not {entry['depth']!r}")
+    labels = entry.get("labels", {})
+    if not isinstance(labels, dict):
+        raise HiersegError(f"{where}: labels must map dataset names to lists of label ids, not {labels!r}")
+    for dataset, ids in labels.items():
+        if not isinstance(ids, list) or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
+            raise HiersegError(f"{where}: labels.{dataset} must be a list of non-negative integer ids, not {ids!r}")
+    return Concept(id=entry["id"], name=str(entry["name"]), parent=entry["parent"], depth=entry["depth"],
+                   synset=entry.get("synset"), definition=entry.get("definition"), source=entry.get("source", ""),
+                   labels={k: tuple(v) for k, v in labels.items()})
 
 
 class Taxonomy:
@@ -79,15 +102,13 @@ class Taxonomy:
 
     def __init__(self, artifact: dict[str, Any]) -> None:
         self.artifact = artifact
+        if not isinstance(artifact.get("root"), str) or not isinstance(artifact.get("concepts"), list):
+            raise HiersegError("not a hierseg taxonomy (needs a 'root' id and a 'concepts' list)")
         self.root: str = artifact["root"]
         self._concepts: dict[str, Concept] = {}
         self._children: dict[str, list[str]] = {}
-        for entry in artifact["concepts"]:
-            concept = Concept(
-                id=entry["id"], name=entry["name"], parent=entry["parent"], depth=entry["depth"],
-                synset=entry.get("synset"), definition=entry.get("definition"), source=entry.get("source", ""),
-                labels={k: tuple(v) for k, v in entry.get("labels", {}).items()},
-            )
+        for index, entry in enumerate(artifact["concepts"]):
+            concept = _concept(entry, index)
             self._concepts[concept.id] = concept
             self._children.setdefault(concept.id, [])
             if concept.parent is not None:
@@ -95,7 +116,12 @@ class Taxonomy:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Taxonomy:
-        return cls(read_artifact(path or DEFAULT_ARTIFACT))
+        path = path or DEFAULT_ARTIFACT
+        try:
+            return cls(read_artifact(path))
+        except HiersegError as exc:
+            message = str(exc)
+            raise HiersegError(message if message.startswith(str(path)) else f"{path}: {message}") from None
 
     def __len__(self) -> int:
         return len(self._concepts)

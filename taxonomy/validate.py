@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from hierseg.taxonomy.specs import DATASETS, dataset_spec
+from hierseg.taxonomy.specs import DATASETS, MAX_ID, dataset_spec
+from hierseg.taxonomy.tree import FORMAT
 
 SHIPPED_CONCEPTS = 359
 SHIPPED_MAX_DEPTH = 5
@@ -61,6 +62,7 @@ def validate_artifact(
     if expect_max_depth is not None and depths and max(depths) != expect_max_depth:
         problems.append(f"tree: maximal depth {max(depths)}, expected {expect_max_depth}")
 
+    problems.extend(_records(artifact, entries))
     problems.extend(_coverage(artifact, entries))
     if wordnet is not None:
         problems.extend(_synsets(entries, wordnet))
@@ -92,19 +94,58 @@ def _structure(by_id: dict[str, dict[str, Any]], roots: list[str]) -> list[str]:
     return problems
 
 
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+
+
+def _records(artifact: dict[str, Any], entries: list[dict[str, Any]]) -> list[str]:
+    """The format, each dataset's ignore value and void ids, and each concept's labels: every dataset a concept
+    names must be one the artifact itself defines in 'datasets' (built-in or added)."""
+    problems = []
+    if artifact.get("format") != FORMAT:
+        problems.append(f"artifact: format {artifact.get('format')!r} is not {FORMAT!r}")
+    datasets = artifact.get("datasets")
+    if not isinstance(datasets, dict):
+        return [*problems, "artifact: 'datasets' must map each dataset name to its ignore value and void ids"]
+    for name, info in datasets.items():
+        if not isinstance(info, dict):
+            problems.append(f"dataset {name}: must be a mapping with 'ignore' (and 'void'), not {info!r}")
+            continue
+        if not _is_id(info.get("ignore")):
+            problems.append(f"dataset {name}: ignore {info.get('ignore')!r} is not an integer label value 0..{MAX_ID}")
+        void = info.get("void", {})
+        if not isinstance(void, dict) or not all(str(k).isdigit() for k in void):
+            problems.append(f"dataset {name}: void must map integer label ids to reasons, not {void!r}")
+    for e in entries:
+        labels = e["labels"]
+        if not isinstance(labels, dict):
+            problems.append(f"concept {e['id']}: labels must map dataset names to lists of label ids, not {labels!r}")
+            continue
+        for dataset, ids in labels.items():
+            if dataset not in datasets:
+                problems.append(f"concept {e['id']}: labels name dataset {dataset!r}, which the artifact's "
+                                "'datasets' does not define")
+            if not isinstance(ids, list) or not all(_is_id(i) for i in ids):
+                problems.append(f"concept {e['id']}: labels.{dataset} must be a list of integer label ids "
+                                f"0..{MAX_ID}, not {ids!r}")
+    return problems
+
+
 def _coverage(artifact: dict[str, Any], entries: list[dict[str, Any]]) -> list[str]:
     problems = []
-    datasets = artifact.get("datasets", {})
+    datasets = artifact.get("datasets") if isinstance(artifact.get("datasets"), dict) else {}
     added = [d for d, entry in datasets.items() if d not in DATASETS and isinstance(entry, dict) and "labels" in entry]
     for dataset in (*DATASETS, *added):
         if dataset not in datasets:
             problems.append(f"dataset {dataset}: missing from the artifact's 'datasets'")
             continue
         spec = dataset_spec(dataset, artifact)
-        void = {int(k) for k in datasets[dataset].get("void", {})}
+        void = datasets[dataset].get("void", {}) if isinstance(datasets[dataset], dict) else {}
+        void = {int(k) for k in void if str(k).isdigit()} if isinstance(void, dict) else set()
         placed: dict[int, list[str]] = {}
         for e in entries:
             ids = e["labels"].get(dataset, []) if isinstance(e["labels"], dict) else []
+            ids = [i for i in ids if _is_id(i)] if isinstance(ids, list) else []  # malformed: reported by _records
             if len(ids) > 1:
                 problems.append(f"concept {e['id']}: {len(ids)} {dataset} labels on one concept ({ids})")
             for label_id in ids:

@@ -24,3 +24,51 @@ def artifact(wordnet):
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real console entry point, as a user would."""
     return subprocess.run([sys.executable, "-m", "hierseg.cli.main", *args], capture_output=True, text=True, cwd=cwd)
+
+
+# Real faulty file systems (tmpfs mounts, for root with mount rights; the fixtures skip elsewhere, and the same
+# faults are also covered with monkeypatched OSErrors). As root, permission bits do not stop a write, so chmod
+# cannot make a folder read-only: a read-only mount can.
+
+
+def _mount(target: Path, options: str) -> bool:
+    import os
+
+    target.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def read_only_dir(tmp_path_factory):
+    """A folder ``sub`` on a read-only file system."""
+    target = tmp_path_factory.mktemp("fs") / "ro"
+    if not _mount(target, "size=1m"):
+        pytest.skip("cannot mount a read-only tmpfs here (needs root with mount rights)")
+    try:
+        (target / "sub").mkdir()
+        subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True, capture_output=True)
+        yield target / "sub"
+    finally:
+        subprocess.run(["umount", str(target)], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def full_dir(tmp_path_factory):
+    """A folder ``sub`` on a 256 KiB file system filled to the last byte: every write fails with ENOSPC."""
+    target = tmp_path_factory.mktemp("fs") / "full"
+    if not _mount(target, "size=256k"):
+        pytest.skip("cannot mount a tmpfs here (needs root with mount rights)")
+    try:
+        (target / "sub").mkdir()
+        try:
+            with open(target / "filler", "wb", buffering=0) as handle:
+                while True:
+                    handle.write(b"\0" * 4096)
+        except OSError:
+            pass
+        yield target / "sub"
+    finally:
+        subprocess.run(["umount", str(target)], capture_output=True)

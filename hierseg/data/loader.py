@@ -18,7 +18,8 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     if len(names) != 1:
         raise ValueError(f"a batch mixes datasets {sorted(names)}; use MultiDatasetBatchSampler")
     return {"image": torch.stack([s["image"] for s in samples]), "label": torch.stack([s["label"] for s in samples]),
-            "dataset": names.pop(), "index": [s["index"] for s in samples], "path": [s["path"] for s in samples]}
+            "dataset": names.pop(), "index": [s["index"] for s in samples], "path": [s["path"] for s in samples],
+            "problems": [p for s in samples for p in s.get("problems", ())]}  # samples skipped (on_error="skip")
 
 
 def multi_dataset_loader(datasets: Sequence[SegmentationDataset], batch_size: int | Sequence[int],

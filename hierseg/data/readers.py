@@ -3,7 +3,11 @@
 Listing a split pairs every image with its label up front (an image without a label, or a label without an
 image, is a one-line error naming the file), so a broken copy fails before training starts. Loading checks
 sizes and label values. With ``on_error="skip"`` each problem is a warning and a count in :attr:`problems`, and
-a broken sample is replaced by the next good one.
+a broken sample is replaced by the next good one; the sample that replaces it carries the problems in
+``sample["problems"]``, so a process that reads through ``DataLoader`` workers learns of them too.
+
+In a ``DataLoader`` worker a broken sample raises :class:`SampleError`, which comes back to the main process as
+the same one-line message (PyTorch re-raises a worker's exception from its formatted traceback).
 """
 
 from __future__ import annotations
@@ -20,10 +24,23 @@ from torch.utils.data import Dataset
 from hierseg.data.layouts import FOLDER, Layout, dataset_root, layout, layout_name, recodes
 from hierseg.taxonomy.annotations import Recode, read_dataset_label
 from hierseg.taxonomy.errors import HiersegError
+from hierseg.taxonomy.io import check_regular
 from hierseg.taxonomy.specs import DatasetSpec, dataset_spec
 
 OnError = Literal["raise", "skip"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class SampleError(HiersegError):
+    """A sample that cannot be loaded. PyTorch re-creates a worker's exception in the main process as
+    ``SampleError("Caught SampleError in DataLoader worker process N.\nOriginal Traceback ...")``; the message is
+    taken back from the traceback's last line, so the user reads what a run without workers says."""
+
+    def __init__(self, message: str) -> None:
+        if message.startswith(f"Caught {type(self).__name__} "):
+            last = message.rstrip().rsplit("\n", 1)[-1]
+            message = last.partition(": ")[2] or last
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,7 @@ def read_image(path: Path) -> np.ndarray:
     """An RGB image as ``(H, W, 3)`` uint8."""
     from PIL import Image, UnidentifiedImageError
 
+    check_regular(path, "image")
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
@@ -47,6 +65,7 @@ def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the file header, without decoding the pixels."""
     from PIL import Image, UnidentifiedImageError
 
+    check_regular(path, "image")
     try:
         with Image.open(path) as image:
             return image.size
@@ -205,20 +224,26 @@ class SegmentationDataset(Dataset):
         return image, label
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self.pairs) <= index < len(self.pairs):
+            raise IndexError(f"{self.name}: index {index} out of range for {len(self.pairs)} samples")
+        index %= len(self.pairs)
+        skipped: list[str] = []
         for attempt in range(len(self.pairs)):
             i = (index + attempt) % len(self.pairs)
             try:
                 image, label = self.load(self.pairs[i])
             except HiersegError as exc:
                 if self.on_error == "raise":
-                    raise
+                    raise SampleError(str(exc)) from None
                 self._problem(str(exc))
+                skipped.append(str(exc))
                 continue
             sample = {"image": image, "label": label}
             if self.transform is not None:
                 sample = self.transform(image, label, np.random.default_rng([self.seed, self.epoch, i]))
-            return {**sample, "dataset": self.name, "index": i, "path": str(self.pairs[i].image)}
-        raise HiersegError(f"{self.name}: no loadable sample left")
+            return {**sample, "dataset": self.name, "index": i, "path": str(self.pairs[i].image),
+                    "problems": tuple(skipped)}
+        raise SampleError(f"{self.name}: no loadable sample left" + (f" ({skipped[0]})" if skipped else ""))
 
 
 def official(dataset: str, root: str | Path, split: str, *, taxonomy: object = None, **kwargs: Any) -> SegmentationDataset:

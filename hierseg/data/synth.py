@@ -552,6 +552,25 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+def _check_existing(dataset: str, lay: Layout, root: Path, size: int) -> None:
+    """Refuse to add images of another size to a dataset already there: a split must not mix sizes unnoticed."""
+    for split in lay.splits:
+        folder = lay.image_dir(root, split)
+        found = next((p for p in sorted(folder.rglob(f"*{lay.image_suffix}")) if p.is_file()), None) \
+            if folder.is_dir() else None
+        if found is None:
+            continue
+        try:
+            with Image.open(found) as image:
+                width, height = image.size
+        except OSError:
+            continue  # not ours to judge; the writes below replace or add files, as they always did
+        if (width, height) != (size, size):
+            raise HiersegError(f"{root}: already holds {dataset} images of {width}x{height} ({found}); "
+                               f"synthesising {size}x{size} into it would mix sizes; choose another --out or "
+                               f"--size {width}")
+
+
 def synthesize(dataset: str, out: str | Path, n: int = 8, size: int = 256, seed: int = 0,
                taxonomy: TreePath = None, classes: int | None = None) -> int:
     """Write ``n`` samples per split (all splits of the layout except ``test``) of ``dataset`` under ``out``, in its
@@ -570,6 +589,7 @@ def synthesize(dataset: str, out: str | Path, n: int = 8, size: int = 256, seed:
     lay, root = _check_dataset(dataset, tree), Path(out)
     if lay.dataset == "pascal_voc" and not (root.name == "VOC2012" or (root / "VOCdevkit").exists()):
         root = root / "VOCdevkit" / "VOC2012"
+    _check_existing(dataset, lay, root, size)
     image_format = "PNG" if lay.image_suffix == ".png" else "JPEG"
     for sample in plan:
         image, concepts = scene(dataset, sample.index, size, seed, taxonomy, classes)

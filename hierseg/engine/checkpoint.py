@@ -7,13 +7,18 @@ Layout (a ``torch.save`` dict):
 - ``taxonomy``: the taxonomy artifact (a dict), so a checkpoint is self-contained;
 - ``state_dict``: the model weights (unwrapped from DDP);
 - ``training``: optional resume state (optimiser, schedule, sampler position, RNG states, step, epoch, config);
-  a finished stage's checkpoint keeps only ``config``, ``stage``, ``step`` and ``done``.
+  a finished stage's checkpoint keeps only ``config``, ``stage``, ``step`` and ``done``;
+- ``checksum``: ``{"algorithm": "sha256", "tensors": N, "digest": hex}`` over every tensor of the payload (its
+  path in the payload, dtype, shape and bytes, in payload order). Loading recomputes it, so a flipped byte in
+  the weights is an error naming the file instead of a silently different model. Checkpoints written before
+  checksums existed load unchecked.
 
 Every write is atomic (temporary file in the same folder, then ``os.replace``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 from pathlib import Path
@@ -24,7 +29,7 @@ import torch
 from torch import nn
 
 from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import atomic_write_bytes
+from hierseg.taxonomy.io import atomic_write_bytes, check_regular
 from hierseg.taxonomy.tree import Taxonomy
 
 FORMAT = "hierseg-checkpoint/1"
@@ -37,22 +42,67 @@ def save_checkpoint(path: str | Path, name: str, kwargs: dict[str, Any], model: 
     payload = {"format": FORMAT, "model": {"name": name, "kwargs": kwargs},
                "taxonomy": taxonomy.artifact if taxonomy is not None else None,
                "state_dict": module.state_dict(), "training": training}
+    payload["checksum"] = tensor_checksum(payload)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def _tensors(node: Any, where: str = "") -> Any:
+    """``(path, tensor)`` for every tensor (and NumPy array: RNG states) under ``node``, in payload order."""
+    if isinstance(node, torch.Tensor | np.ndarray):
+        yield where, node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if where or key != "checksum":
+                yield from _tensors(value, f"{where}/{key}")
+    elif isinstance(node, list | tuple):
+        for i, value in enumerate(node):
+            yield from _tensors(value, f"{where}/{i}")
+
+
+def tensor_checksum(payload: dict[str, Any]) -> dict[str, Any]:
+    """SHA-256 over every tensor of a checkpoint payload: path, dtype, shape and the raw bytes."""
+    digest, count = hashlib.sha256(), 0
+    for where, value in _tensors(payload):
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().contiguous()
+            data = value.reshape(-1).view(torch.uint8).numpy() if value.numel() else b""
+        else:
+            data = np.ascontiguousarray(value).view(np.uint8).reshape(-1) if value.size else b""
+        digest.update(f"{where}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(data)
+        count += 1
+    return {"algorithm": "sha256", "tensors": count, "digest": digest.hexdigest()}
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise HiersegError(f"{path}: no such checkpoint")
+    check_regular(path, "checkpoint")  # torch.load would block on a FIFO
     try:
         payload = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # noqa: BLE001  (pickle and zip errors of every kind mean the same to the user)
         raise HiersegError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise HiersegError(f"{path}: not a hierseg checkpoint (no format {FORMAT!r})")
+    saved = payload.get("checksum")
+    if saved is not None:
+        if not isinstance(saved, dict) or saved.get("algorithm") != "sha256":
+            raise HiersegError(f"{path}: unknown checksum {saved!r}; the file is damaged or from a newer hierseg")
+        found = tensor_checksum(payload)
+        if found["digest"] != saved.get("digest") or found["tensors"] != saved.get("tensors"):
+            raise HiersegError(f"{path}: checksum mismatch: its tensors are not the ones that were saved (the file "
+                               "is corrupt); use another copy or an earlier checkpoint")
     return payload
+
+
+def trained_datasets(payload: dict[str, Any]) -> tuple[str, ...] | None:
+    """The datasets a checkpoint's run trained on (``data.datasets`` of its config); None when it does not say."""
+    config = (payload.get("training") or {}).get("config")
+    try:
+        return tuple(d["name"] for d in config["data"]["datasets"])
+    except (KeyError, TypeError):
+        return None
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hierseg.taxonomy.errors import HiersegError
+from hierseg.taxonomy.io import read_text
 
 BUILT_IN = ("coco_stuff", "ade20k", "cityscapes", "mapillary")
 # A built-in dataset, or one added to the tree the model names (model.kwargs.taxonomy, `taxonomy build --add`).
@@ -33,7 +34,7 @@ class FieldError(ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -55,22 +56,25 @@ class DatasetConfig(Section):
     root: Path
     split: str | None = Field(None, description="default: the layout's training split")
     weight: float | None = Field(None, ge=0, description="sampling weight; none anywhere = every sample once per epoch")
-    crop: int = Field(513, ge=32)
-    batch_size: int = Field(8, ge=1, description="per process; in joint training each batch holds its dataset's size")
+    crop: int = Field(513, ge=32, le=8192)
+    batch_size: int = Field(8, ge=1, le=4096,
+                            description="per process; in joint training each batch holds its dataset's size")
     scale: tuple[float, float] = (0.5, 2.0)
     flip: float = Field(0.5, ge=0, le=1)
 
     @field_validator("scale")
     @classmethod
     def _scale_range(cls, scale: tuple[float, float]) -> tuple[float, float]:
-        if not 0 < scale[0] <= scale[1]:
-            raise ValueError(f"needs 0 < low <= high, got {list(scale)}")
+        if not 0 < scale[0] <= scale[1] <= 16:
+            raise ValueError(f"needs 0 < low <= high <= 16, got {list(scale)}")
         return scale
 
 
 class DataConfig(Section):
     datasets: list[DatasetConfig] = Field(min_length=1)
-    workers: int = Field(4, ge=0, description="DataLoader worker processes per training process")
+    workers: int = Field(4, ge=0, le=256, description="DataLoader worker processes per training process")
+    on_error: Literal["raise", "skip"] = Field("raise", description="a broken sample stops the run (raise), or is "
+                                                                     "reported once, counted and replaced (skip)")
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
@@ -140,7 +144,7 @@ class RunConfig(Section):
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
     channels_last: bool | None = Field(None, description="default: on CUDA only")
     compile: bool = False
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="torch seeds are 64-bit")
 
 
 class OutputConfig(Section):
@@ -205,10 +209,8 @@ class TrainConfig(Section):
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read ``path``, apply ``--set`` overrides (``a.b=value``), validate; errors name the file and field."""
     path = Path(path)
-    if not path.is_file():
-        raise HiersegError(f"{path}: no such config file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_text(path, "config file"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

@@ -6,6 +6,12 @@ on class probabilities and decoded once; any other model (DSSPN, whose ``predict
 is run through ``predict`` and its windows are stitched on ids, each pixel taken from the window whose centre is
 nearest. :func:`evaluate` reads the split, runs the predictor and scores it with :mod:`hierseg.engine.metrics`.
 Under DDP each rank evaluates every ``world_size``-th image and the confusion matrices are summed.
+
+Memory: an image above ``max_pixels`` (what the model sees, after ``short``) is never run whole: it is cut into
+``crop`` windows, and every model's windows are stitched on ids (flat models' too, instead of averaging class
+scores over the whole image, which would need one float per class and pixel). The working set is then one
+window's, plus about 12 bytes per pixel for the ids and the nearest-centre distances, so memory grows with the
+image's pixels by a small constant and never with the number of classes.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import io
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +40,7 @@ from hierseg.taxonomy.specs import DATASETS
 from hierseg.taxonomy.tree import Taxonomy
 
 MODES = ("whole", "slide")
+MAX_PIXELS = 2048 * 2048  # Cityscapes (2048x1024), ADE20K and COCO run whole; larger images slide
 CLASSES = "classes"  # the label space of a raw-class model given no dataset: its class indices
 
 
@@ -47,11 +55,12 @@ class InferenceOptions:
     stride: int | None = None
     flip: bool = False
     short: int | None = None
+    max_pixels: int | None = MAX_PIXELS  # above it, slide (bounded memory) whatever the mode; None: no limit
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise HiersegError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        for name in ("crop", "stride", "short"):
+        for name in ("crop", "stride", "short", "max_pixels"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise HiersegError(f"{name} must be a positive number of pixels, not {value}")
@@ -108,6 +117,7 @@ class Predictor:
         self.options = options or InferenceOptions()
         self.outputs = flat_outputs(self.model)
         self.dataset = None if space in (TREE, CLASSES) else space
+        self.slid = 0  # images above max_pixels, run in windows whatever the mode
         self._class_ids: torch.Tensor | None = None
         if isinstance(self.outputs, RawClasses) and self.dataset is not None:
             # A raw-class model's class c is the dataset's c-th evaluated label: Cityscapes' trainIds, ADE20K's
@@ -145,21 +155,31 @@ class Predictor:
     def __call__(self, image: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         """``(B, H, W)`` int64 ids for ``image`` ``(B, 3, h, w)``; ``size`` = ``(H, W)`` of the labels (default h, w)."""
         size = tuple(size or image.shape[-2:])
-        whole = self.options.mode == "whole" and not self.options.flip
-        if self.outputs is not None and not (whole and size == tuple(image.shape[-2:])):
-            ids = self._from_scores(image, size)
+        height, width = image.shape[-2:]
+        limit = self.options.max_pixels
+        large = limit is not None and height * width > limit
+        mode = "slide" if large else self.options.mode
+        if large:
+            if not self.slid and self.options.mode == "whole":
+                warnings.warn(f"images of {width}x{height} ({height * width / 1e6:.1f} MP) are above max_pixels "
+                              f"({limit / 1e6:.1f} MP): they run in {self.options.crop}-pixel windows, so memory stays "
+                              "bounded (--max-pixels, --short or --mode slide choose otherwise)", stacklevel=2)
+            self.slid += image.shape[0]
+        whole = mode == "whole" and not self.options.flip
+        if self.outputs is not None and not large and not (whole and size == (height, width)):
+            ids = self._from_scores(image, size, mode)
         else:
-            ids = self._from_ids(image, size)
+            ids = self._from_ids(image, size, mode)
         if self._class_ids is not None:
             ids = self._class_ids.to(ids.device)[ids]
         if self._background is not None:
             ids = self._background.to(ids.device)[ids]
         return ids
 
-    def _windows(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
+    def _windows(self, height: int, width: int, mode: str) -> list[tuple[int, int, int, int]]:
         from hierseg.data.transforms import sliding_windows
 
-        if self.options.mode == "whole":
+        if mode == "whole":
             return [(0, 0, height, width)]
         return sliding_windows(height, width, self.options.crop, self.options.window_stride)
 
@@ -170,11 +190,11 @@ class Predictor:
             probs = probs + self.model(image.flip(-1))["logits"].float().softmax(1).flip(-1)
         return probs
 
-    def _from_scores(self, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def _from_scores(self, image: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
         height, width = image.shape[-2:]
         total: torch.Tensor | None = None
         count = torch.zeros(1, 1, height, width, device=image.device)
-        for top, left, bottom, right in self._windows(height, width):
+        for top, left, bottom, right in self._windows(height, width, mode):
             probs = self._probabilities(image[..., top:bottom, left:right])
             if total is None:
                 total = torch.zeros(image.shape[0], probs.shape[1], height, width, device=image.device)
@@ -187,11 +207,16 @@ class Predictor:
         # plain argmax or a sum of leaf probabilities per dataset label, sees the average it expects.
         return self.outputs.decode(probs.clamp_min(1e-12).log(), self.dataset)
 
-    def _from_ids(self, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def _window_ids(self, window: torch.Tensor) -> torch.Tensor:
+        if self.outputs is not None and self.options.flip:
+            return self.outputs.decode(self._probabilities(window).clamp_min(1e-12).log(), self.dataset)
+        return self.model.predict(window, self.dataset)
+
+    def _from_ids(self, image: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
         height, width = image.shape[-2:]
-        windows = self._windows(height, width)
+        windows = self._windows(height, width, mode)
         if len(windows) == 1:
-            ids = self.model.predict(image, self.dataset)
+            ids = self._window_ids(image)
         else:
             ids = torch.zeros(image.shape[0], height, width, dtype=torch.int64, device=image.device)
             best = torch.full((height, width), math.inf, device=image.device)
@@ -199,15 +224,14 @@ class Predictor:
             xs = torch.arange(width, device=image.device).view(1, -1).float()
             for top, left, bottom, right in windows:
                 # Pixels near a window's border see the least context: keep each from the window centred nearest.
-                distance = torch.maximum((ys - (top + bottom - 1) / 2).abs(), (xs - (left + right - 1) / 2).abs())
-                inside = torch.zeros_like(best, dtype=torch.bool)
-                inside[top:bottom, left:right] = True
-                take = inside & (distance < best)
-                window = self.model.predict(image[..., top:bottom, left:right], self.dataset)
-                full = torch.zeros_like(ids)
-                full[..., top:bottom, left:right] = window
-                ids = torch.where(take, full, ids)
-                best = torch.where(take, distance, best)
+                # Only the window's own box is touched, so a window costs its area, not the image's.
+                distance = torch.maximum((ys[top:bottom] - (top + bottom - 1) / 2).abs(),
+                                         (xs[:, left:right] - (left + right - 1) / 2).abs())
+                region = best[top:bottom, left:right]
+                take = distance < region
+                window = self._window_ids(image[..., top:bottom, left:right])
+                ids[..., top:bottom, left:right] = torch.where(take, window, ids[..., top:bottom, left:right])
+                best[top:bottom, left:right] = torch.where(take, distance, region)
         if tuple(ids.shape[-2:]) != size:
             ids = F.interpolate(ids[:, None].double(), size=size, mode="nearest")[:, 0].long()
         return ids.long()
@@ -367,20 +391,29 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
     matrix = ConfusionMatrix(classes, device)
     images = torch.zeros((), dtype=torch.int64, device=device)
     start = time.perf_counter()
+    batches = iter(loader)
     try:
         with torch.inference_mode():
-            for batch in loader:
+            for batch in batches:
                 image, label = batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
-                matrix.update(predictor(image, tuple(label.shape[-2:])), label)
+                prediction = predictor(image, tuple(label.shape[-2:]))
+                rows = max(1, (1 << 20) // max(1, label.shape[0] * label.shape[-1]))  # ~1 MP per update
+                for top in range(0, label.shape[-2], rows):  # the update's temporaries scale with its pixels
+                    matrix.update(prediction[..., top:top + rows, :], label[..., top:top + rows, :])
                 images += image.shape[0]
                 if on_batch is not None:
                     on_batch(image.shape[0])
     finally:
+        shutdown = getattr(batches, "_shutdown_workers", None)  # see hierseg.engine.train.shutdown_workers
+        if shutdown is not None:
+            shutdown()
         module.train(was_training)
     if world > 1:
         torch.distributed.all_reduce(images)
     settings = {"mode": options.mode, "flip": options.flip, "short": options.short, "batch_size": batch_size}
-    if options.mode == "slide":
+    if options.mode == "slide" or predictor.slid:
         settings.update(crop=options.crop, stride=options.window_stride)
+    if predictor.slid:
+        settings.update(max_pixels=options.max_pixels, slid=predictor.slid)
     return EvalReport(dataset_name, split, int(images), time.perf_counter() - start,
                       compute_metrics(matrix.reduced(), classes), settings)

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from hierseg.taxonomy.io import make_folder, read_text, write_error
+
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 BASE_COLUMNS = ("stage", "step", "global_step", "epoch", "loss", "lr_head", "lr_backbone", "images", "images_per_s",
@@ -25,10 +27,10 @@ BASE_COLUMNS = ("stage", "step", "global_step", "epoch", "loss", "lr_head", "lr_
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every record of ``RUN_DIR/metrics.jsonl`` (a torn last line, from a killed run, is skipped)."""
     path = Path(run_dir) / METRICS_JSONL
-    if not path.is_file():
+    if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_text(path, "metrics log").splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
@@ -45,9 +47,12 @@ class MetricsLog:
         self.jsonl_path, self.csv_path = run_dir / METRICS_JSONL, run_dir / METRICS_CSV
         kept = [r for r in read_metrics(run_dir)
                 if keep_until is not None and (r["stage_index"], r["step"]) <= keep_until]
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.jsonl: TextIO = self.jsonl_path.open("w", encoding="utf-8")
-        self.csv_file: TextIO = self.csv_path.open("w", encoding="utf-8", newline="")
+        make_folder(run_dir, "run folder")
+        try:
+            self.jsonl: TextIO = self.jsonl_path.open("w", encoding="utf-8")
+            self.csv_file: TextIO = self.csv_path.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise write_error(Path(exc.filename or self.jsonl_path), exc) from None
         self.csv = csv.DictWriter(self.csv_file, self.columns, extrasaction="ignore")
         self.csv.writeheader()
         for record in kept:
@@ -61,16 +66,25 @@ class MetricsLog:
         self.csv.writerow(row)
 
     def write(self, record: dict[str, Any]) -> None:
-        self._write(record)
+        try:
+            self._write(record)
+        except OSError as exc:  # buffered: a full disk may show here or at the flush
+            raise write_error(self.jsonl_path, exc) from None
         self.flush()  # a step is much slower than a flush, and a killed run keeps every step it finished
 
     def flush(self) -> None:
-        self.jsonl.flush()
-        self.csv_file.flush()
+        for handle, path in ((self.jsonl, self.jsonl_path), (self.csv_file, self.csv_path)):
+            try:
+                handle.flush()
+            except OSError as exc:
+                raise write_error(path, exc) from None
 
     def close(self) -> None:
-        self.jsonl.close()
-        self.csv_file.close()
+        for handle in (self.jsonl, self.csv_file):
+            try:
+                handle.close()
+            except OSError:
+                pass  # every record was flushed when written; a failed flush has already been reported
 
 
 def format_record(record: dict[str, Any], total: int, images_per_s: float) -> str:

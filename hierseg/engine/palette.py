@@ -85,16 +85,33 @@ def colorize(label: np.ndarray, pal: Palette) -> np.ndarray:
     return out
 
 
+def present_values(label: np.ndarray, ignore: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Values present (ascending) and their pixel counts, ``ignore`` left out; one bincount for label ids."""
+    if label.size and np.issubdtype(label.dtype, np.integer) and label.min() >= 0 and label.max() < 1 << 20:
+        counts = np.bincount(label.reshape(-1))
+        if ignore is not None and 0 <= ignore < len(counts):
+            counts[ignore] = 0
+        values = np.flatnonzero(counts)
+        return values, counts[values]
+    kept = label[label != ignore] if ignore is not None else label
+    return np.unique(kept, return_counts=True)
+
+
 def overlay(image: np.ndarray, label: np.ndarray, pal: Palette, alpha: float = 0.5) -> Image.Image:
     """The image blended with the label colours (ignore pixels unblended), and a legend to its right listing the
     classes present, most pixels first."""
-    blend = image.astype(np.float32)
-    colored = colorize(label, pal).astype(np.float32)
-    shown = label != pal.ignore if pal.ignore is not None else np.ones(label.shape, dtype=bool)
-    blend[shown] = (1 - alpha) * blend[shown] + alpha * colored[shown]
-    picture = Image.fromarray(np.clip(blend + 0.5, 0, 255).astype(np.uint8))
+    blended = np.empty(label.shape + (3,), dtype=np.uint8)
+    band = max(1, (1 << 20) // max(1, label.shape[1]))  # ~1 MP of float temporaries at a time, whatever the size
+    for top in range(0, label.shape[0], band):
+        rows = slice(top, top + band)
+        blend = image[rows].astype(np.float32)
+        colored = colorize(label[rows], pal).astype(np.float32)
+        shown = label[rows] != pal.ignore if pal.ignore is not None else np.ones(label[rows].shape, dtype=bool)
+        blend[shown] = (1 - alpha) * blend[shown] + alpha * colored[shown]
+        blended[rows] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+    picture = Image.fromarray(blended)
 
-    values, counts = np.unique(label[shown], return_counts=True)
+    values, counts = present_values(label, pal.ignore)
     order = np.argsort(-counts, kind="stable")
     present = [(int(values[i]), int(counts[i])) for i in order]
     rows = present[:LEGEND_ROWS]

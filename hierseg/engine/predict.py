@@ -20,7 +20,7 @@ from torch import nn
 from hierseg.data.readers import IMAGE_SUFFIXES, read_image
 from hierseg.data.transforms import EvalTransform
 from hierseg.engine.evaluate import CLASSES, InferenceOptions, Predictor, default_device, flat_outputs, resolve_space, unwrap
-from hierseg.engine.palette import Palette, overlay, palette
+from hierseg.engine.palette import Palette, overlay, palette, present_values
 from hierseg.taxonomy.annotations import encode_label
 from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.io import atomic_write_bytes
@@ -90,9 +90,10 @@ def predict_images(model: nn.Module, inputs: Sequence[str | Path], out: str | Pa
     try:
         for path, rel in images:
             image = read_image(path)
-            tensor = transform(image, np.zeros(image.shape[:2], dtype=np.uint8))["image"][None].to(device)
+            tensor = transform.image(image)[None].to(device)
             with torch.inference_mode():
                 ids = predictor(tensor, image.shape[:2])[0].cpu().numpy()
+            del tensor  # 12 bytes a pixel, not needed for writing
             if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(dtype).max):
                 raise HiersegError(f"{path}: the model predicted value {int(ids.max())}, outside {space}'s label ids")
             label_path = atomic_write_bytes(out / "labels" / rel.with_suffix(".png"), encode_label(ids.astype(dtype)))
@@ -101,7 +102,7 @@ def predict_images(model: nn.Module, inputs: Sequence[str | Path], out: str | Pa
                 buffer = io.BytesIO()
                 overlay(image, ids, pal, alpha).save(buffer, format="PNG")
                 overlay_path = atomic_write_bytes(out / "overlays" / rel.with_suffix(".png"), buffer.getvalue())
-            values, counts = np.unique(ids, return_counts=True)
+            values, counts = present_values(ids, None)
             order = np.argsort(-counts, kind="stable")
             written.append(Prediction(path, label_path, overlay_path, tuple(int(values[i]) for i in order)))
             if on_image is not None:

@@ -7,6 +7,7 @@ the learning rates. Each stage writes its own final checkpoint; ``RUN_DIR/last.p
 
 Run folder::
 
+    RUN_DIR/.hierseg.lock         held (flock) by the one process writing the folder; names its PID
     RUN_DIR/config.yaml           the validated config
     RUN_DIR/last.pt               resume state (model, optimiser, schedule, sampler position, RNG of every rank)
     RUN_DIR/model.pt              the main stage's model
@@ -21,7 +22,9 @@ generator. Resuming therefore gives the same losses as never stopping.
 from __future__ import annotations
 
 import math
+import os
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -51,10 +54,12 @@ from hierseg.engine.config import BUILT_IN, DatasetConfig, TrainConfig, first_di
 from hierseg.engine.logs import MetricsLog, Progress
 from hierseg.engine.optim import build_optimizer, learning_rates, poly_scheduler
 from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import atomic_write_text
+from hierseg.taxonomy.io import FolderLock, atomic_write_text, remove_temporaries
 from hierseg.taxonomy.tree import Taxonomy
 
 LAST = "last.pt"
+# What a run writes besides last.pt and config.yaml: a folder holding any of them is another run's.
+RUN_OUTPUTS = ("model.pt", "metrics.jsonl", "metrics.csv", "finetune", "tensorboard")
 # Sections whose change would make a resumed run a different run; output intervals, workers, precision may change.
 RESUME_KEYS = ("model", "data.datasets", "schedule", "optim", "finetune", "init", "run.seed")
 
@@ -115,11 +120,15 @@ class Prepared:
     taxonomy: Taxonomy | None  # passed as the model's ``taxonomy`` argument and stored in checkpoints
     model_fn: ModelFn
     resume: dict[str, Any] | None  # the resume checkpoint
+    resume_stat: tuple[int, int] | None = None  # its size and mtime as read, to notice a writer in between
 
 
 def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
-            model_fn: ModelFn | None = None) -> Prepared:
-    """Check the model, every path and every dataset split, and the run folder; nothing is written."""
+            model_fn: ModelFn | None = None, overwrite: bool = False) -> Prepared:
+    """Check the model, every path and every dataset split, and the run folder; nothing is written.
+
+    :func:`claim_run_dir` then locks the folder for the run (and checks it again under the lock).
+    """
 
     def fail(field: str, message: str) -> HiersegError:
         return HiersegError(f"{source}: {field}: {message}")
@@ -127,6 +136,7 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
     kwargs = dict(config.model.kwargs)
     if model_fn is None:
         from hierseg.models import accepted_arguments, create_model
+        from hierseg.models.arguments import ArgumentError, check_arguments
         from hierseg.models.registry import entrypoint
 
         name = config.model.name
@@ -138,6 +148,10 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
         for key in kwargs:
             if key not in accepted:
                 raise fail(f"model.kwargs.{key}", f"{name} has no such argument; it accepts: {', '.join(accepted)}")
+        try:
+            check_arguments(name, kwargs)
+        except ArgumentError as exc:
+            raise fail(f"model.kwargs.{exc.key}", exc.reason) from None
         if "datasets" in accepted and "datasets" not in kwargs and "num_classes" not in kwargs:
             kwargs["datasets"] = list(config.data.names)  # the label spaces the run trains on
         if config.model.backbone_weights is not None and "backbone_weights" not in accepted:
@@ -165,20 +179,59 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
     if config.init.backbone_from is not None and not config.init.backbone_from.is_file():
         raise fail("init.backbone_from", f"{config.init.backbone_from}: no such checkpoint")
 
+    if resume and overwrite:
+        raise HiersegError("--resume continues the run in output.dir and --overwrite replaces it; give one of them")
     datasets = {}
     for i, d in enumerate(config.data.datasets):
-        datasets[d.name] = _open_dataset(d, config.run.seed, lambda field, msg, i=i: fail(f"data.datasets.{i}{field}", msg),
-                                         taxonomy)
+        datasets[d.name] = _open_dataset(d, config.run.seed, config.data.on_error,
+                                         lambda field, msg, i=i: fail(f"data.datasets.{i}{field}", msg), taxonomy)
 
     if config.output.tensorboard:
         from hierseg.engine.tensorboard import check_available
 
         check_available()
-    payload = _check_run_dir(config, source, resume)
-    return Prepared(config, source, datasets, config.model.name, kwargs, taxonomy, model_fn, payload)
+    resume_stat = _stat(config.output.dir / LAST) if resume else None
+    payload = _check_run_dir(config, source, resume, overwrite)
+    return Prepared(config, source, datasets, config.model.name, kwargs, taxonomy, model_fn, payload, resume_stat)
 
 
-def _open_dataset(d: DatasetConfig, seed: int, fail: Callable[[str, str], HiersegError],
+def claim_run_dir(prepared: Prepared, overwrite: bool = False) -> FolderLock | None:
+    """Lock ``output.dir`` for the run (in the process that writes it; other DDP ranks never write) and check it
+    again under the lock: another run may have written it since :func:`prepare` looked. With the lock held,
+    temporaries of killed checkpoint saves are removed and, with ``overwrite``, the previous run's outputs."""
+    if os.environ.get("RANK", "0") != "0":
+        return None
+    config, source = prepared.config, prepared.source
+    try:
+        lock = FolderLock(config.output.dir, "training run").acquire()
+    except HiersegError as exc:
+        raise HiersegError(f"{source}: output.dir: {exc}") from None
+    try:
+        if prepared.resume is None:
+            _check_run_dir(config, source, False, overwrite, locked=True)
+        elif _stat(config.output.dir / LAST) != prepared.resume_stat:
+            raise HiersegError(f"{source}: output.dir: {config.output.dir / LAST} changed while this run was "
+                               "starting; another process wrote the folder")
+        run_dir = config.output.dir
+        for stale in remove_temporaries(run_dir) + remove_temporaries(run_dir / "finetune"):
+            print(f"removed {stale}, left by a killed checkpoint save", file=sys.stderr, flush=True)
+        if overwrite:
+            _clear_outputs(run_dir)
+    except BaseException:
+        lock.release(remove_created=True)
+        raise
+    return lock
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def _open_dataset(d: DatasetConfig, seed: int, on_error: str, fail: Callable[[str, str], HiersegError],
                   taxonomy: Taxonomy | None = None) -> Any:
     """One split of a dataset, built in or added to ``taxonomy`` (read the way its spec says its files lie)."""
     from hierseg.data.readers import open_split
@@ -192,17 +245,32 @@ def _open_dataset(d: DatasetConfig, seed: int, fail: Callable[[str, str], Hierse
     try:
         spec = dataset_spec(d.name, taxonomy.artifact if taxonomy is not None else None)
         transform = TrainTransform(crop=d.crop, ignore=spec.ignore, scale=d.scale, flip=d.flip)
-        return open_split(d.name, d.root, d.split, taxonomy=taxonomy, transform=transform, seed=seed)
+        return open_split(d.name, d.root, d.split, taxonomy=taxonomy, transform=transform, seed=seed,
+                          on_error=on_error)
     except HiersegError as exc:
         raise fail("", str(exc)) from None
 
 
-def _check_run_dir(config: TrainConfig, source: str, resume: bool) -> dict[str, Any] | None:
-    last = config.output.dir / LAST
+def _check_run_dir(config: TrainConfig, source: str, resume: bool, overwrite: bool = False,
+                   locked: bool = False) -> dict[str, Any] | None:
+    """Refuse a folder another run is writing (its lock), another run's outputs, or a resume that does not fit;
+    ``locked``: this process holds the folder's lock already."""
+    run_dir = config.output.dir
+    last = run_dir / LAST
+    writer = os.environ.get("RANK", "0") == "0"  # other DDP ranks would find their own run's rank 0 holding it
+    holder = FolderLock.holder(run_dir) if writer and not locked else None
+    if holder is not None:
+        raise HiersegError(f"{source}: output.dir: {FolderLock(run_dir, 'training run').busy_error(holder)}")
     if not resume:
+        if overwrite:
+            return None
         if last.exists():
-            raise HiersegError(f"{source}: output.dir: {config.output.dir} already holds a run ({last}); "
-                               "continue it with --resume or choose another output.dir")
+            raise HiersegError(f"{source}: output.dir: {run_dir} already holds a run ({last}); continue it with "
+                               "--resume, replace it with --overwrite, or choose another output.dir")
+        found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+        if found:
+            raise HiersegError(f"{source}: output.dir: {run_dir} holds another run's outputs ({', '.join(found)}) "
+                               f"but no {LAST} to resume; replace them with --overwrite or choose another output.dir")
         return None
     if not last.is_file():
         raise HiersegError(f"{source}: output.dir: {last}: no checkpoint to resume")
@@ -224,6 +292,16 @@ def _check_run_dir(config: TrainConfig, source: str, resume: bool) -> dict[str, 
     return payload
 
 
+def _clear_outputs(run_dir: Path) -> None:
+    """--overwrite: the previous run's files go before this run writes, so the folder never mixes two runs."""
+    for name in (LAST, "model.pt", "metrics.jsonl", "metrics.csv"):
+        (run_dir / name).unlink(missing_ok=True)
+    for path in sorted((run_dir / "finetune").glob("*.pt")) if (run_dir / "finetune").is_dir() else ():
+        path.unlink()
+    if (run_dir / "tensorboard").is_dir():
+        shutil.rmtree(run_dir / "tensorboard")
+
+
 def _pick(tree: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         if isinstance(tree, dict):
@@ -239,22 +317,28 @@ def _pick(tree: Any, dotted: str) -> Any:
 
 
 def train(config: TrainConfig, *, source: str = "config", resume: bool = False, model_fn: ModelFn | None = None,
-          on_step: StepHook | None = None) -> dict[str, Path]:
+          on_step: StepHook | None = None, overwrite: bool = False) -> dict[str, Path]:
     """Run every stage of ``config``; returns ``{stage name: final checkpoint}``.
 
     ``model_fn(**kwargs)`` replaces the registry (tests, custom models); ``on_step(record)`` is called on every
-    rank after each step. Raises :class:`Interrupted` after SIGINT/SIGTERM (checkpoint written) and
-    :class:`HiersegError` on bad input or a non-finite loss.
+    rank after each step; ``overwrite`` replaces another run's outputs in ``output.dir``. Raises
+    :class:`Interrupted` after SIGINT/SIGTERM (checkpoint written) and :class:`HiersegError` on bad input, a
+    broken sample (unless ``data.on_error: skip``), a run folder in use, or a non-finite loss.
     """
-    prepared = prepare(config, source, resume, model_fn)
-    info = distributed.setup(config.run.device)
+    prepared = prepare(config, source, resume, model_fn, overwrite)
+    lock = claim_run_dir(prepared, overwrite)
     try:
-        trainer = Trainer(prepared, info, on_step)
-        with _stop_on_signals(trainer):
-            return trainer.run()
+        info = distributed.setup(config.run.device)
+        try:
+            trainer = Trainer(prepared, info, on_step)
+            with _stop_on_signals(trainer):
+                return trainer.run()
+        finally:
+            if info.owns_group:
+                distributed.cleanup()
     finally:
-        if info.owns_group:
-            distributed.cleanup()
+        if lock is not None:
+            lock.release()
 
 
 @contextmanager
@@ -283,10 +367,28 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _ignore_signals(worker_id: int) -> None:
-    """Loader workers leave SIGINT/SIGTERM to the main process, which stops cleanly after the step."""
+def _worker_init(worker_id: int) -> None:
+    """Loader workers leave Ctrl-C and a signal to the whole process group to the main process, which stops after
+    the step and then shuts them down: they move to a process group of their own and ignore SIGINT. SIGTERM keeps
+    its default, because it is how the loader (and Python at exit) ends a worker; ignoring it left a run whose
+    worker had failed waiting forever at exit. A worker whose main process dies exits on its own (PyTorch's
+    watchdog)."""
+    if hasattr(os, "setpgid"):
+        try:
+            os.setpgid(0, 0)
+        except OSError:
+            pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def shutdown_workers(batches: Any) -> None:
+    """Shut a loader iterator's workers down now. After an error the traceback holds the iterator (its own frames
+    are in it) until interpreter exit, where Python terminates the workers and PyTorch's SIGCHLD handler turns
+    that into a second error; a clean shutdown first takes them off its watch list."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def _seed_everything(seed: int) -> None:
@@ -300,6 +402,7 @@ class Trainer:
         self.p, self.config, self.info, self.on_step = prepared, prepared.config, info, on_step
         self.run_dir = self.config.output.dir
         self.stop_signal = 0
+        self.skipped: set[str] = set()  # broken samples skipped under data.on_error: skip
         device = info.device
         precision = self.config.run.precision
         self.bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
@@ -321,7 +424,7 @@ class Trainer:
             [self.p.datasets[name] for name in stage.datasets], [d.batch_size for d in chosen], weights,
             self.config.run.seed, rank, world_size, self.config.data.workers,
             stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
-        loader.worker_init_fn = _ignore_signals
+        loader.worker_init_fn = _worker_init
         # Worker seeds from the loader's own generator, so opening a loader mid-epoch after a resume leaves the
         # global RNG (dropout) exactly where an uninterrupted run has it.
         loader.generator = torch.Generator().manual_seed(self.config.run.seed)
@@ -391,6 +494,9 @@ class Trainer:
                 self.log.close()
             if self.tensorboard is not None:
                 self.tensorboard.close()
+        if self.skipped and self.info.is_main:
+            print(f"skipped {len(self.skipped)} broken sample{'s' if len(self.skipped) > 1 else ''} "
+                  "(data.on_error: skip)", file=sys.stderr, flush=True)
         return outputs
 
     def run_stage(self, stage: Stage, resume: dict[str, Any] | None) -> Path:
@@ -429,6 +535,7 @@ class Trainer:
         context = dict(stage=stage, model=model, wrapped=wrapped, optimizer=optimizer, scheduler=scheduler,
                        total=total, per_epoch=per_epoch)
         self.last_time = time.perf_counter()
+        batches = None
         try:
             while step < total:
                 epoch, within = divmod(step, per_epoch)
@@ -438,6 +545,7 @@ class Trainer:
                 batches = iter(loader)
                 for _ in range(per_epoch - within):
                     micro = [next(batches) for _ in range(config.optim.accumulate)]
+                    self.report_skipped(micro)
                     record, stop = self.train_step(forward, wrapped, optimizer, micro, stage, step, epoch)
                     scheduler.step()
                     step += 1
@@ -456,8 +564,10 @@ class Trainer:
                         self.save_resume(context, step)
                     if step >= total:
                         break
-                del batches
+                batches = None
         finally:
+            shutdown_workers(batches)
+            batches = None
             progress.close()
         if info.is_main:  # the model first: a resume state saying "done" must find it
             save_checkpoint(stage.output, self.p.model_name, self.p.model_kwargs, model, self.p.taxonomy,
@@ -466,6 +576,11 @@ class Trainer:
             print(f"{stage.name}: wrote {stage.output}", file=sys.stderr, flush=True)
         self.save_resume(context, total)
         return stage.output
+
+    def report_skipped(self, batches: list[dict[str, Any]]) -> None:
+        """data.on_error: skip: the reader warns where it skips (in whichever process); the run counts them."""
+        for batch in batches:
+            self.skipped.update(batch.get("problems", ()))
 
     def train_step(self, forward: nn.Module, wrapped: nn.Module, optimizer: torch.optim.Optimizer,
                    micro: list[dict[str, Any]], stage: Stage, step: int, epoch: int) -> tuple[dict[str, Any], int]:

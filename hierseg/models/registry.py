@@ -59,6 +59,12 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise HiersegError(f"model {name!r} has no argument {unknown[0]!r}; it accepts: {', '.join(accepted)}")
+    from hierseg.models.arguments import check_arguments
+
+    try:
+        check_arguments(name, kwargs)
+    except HiersegError as exc:
+        raise HiersegError(f"model {name!r}: {exc}") from None
     return fn(**kwargs)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +127,47 @@ def test_skip_mode_warns_counts_and_replaces_broken_samples(tmp_path):
     with pytest.warns(UserWarning, match="value 200"):
         sample = data[2]
     assert sample["index"] == 0 and len(data.problems) == 2
+    assert sample["problems"] == (data.problems[1],)  # whoever reads through workers learns of it too
     with pytest.warns(UserWarning):
         verified = official("ade20k", tmp_path, "training", on_error="skip", verify=True)
     assert len(verified) == 2 and len(verified.problems) == 2
+
+
+def test_indexing_past_the_end_raises_so_iteration_ends(tmp_path):
+    for stem in ("a", "b"):
+        put_image(tmp_path / f"images/training/{stem}.jpg")
+        put_label(tmp_path / f"annotations/training/{stem}.png", [1])
+    data = official("ade20k", tmp_path, "training")
+    with pytest.raises(IndexError):
+        data[len(data)]
+    assert data[-1]["index"] == 1
+    assert [s["index"] for s in data] == [0, 1] and len(list(data)) == 2  # the old behaviour never ended
+
+
+def test_a_fifo_in_a_split_is_an_error_not_a_blocked_reader(tmp_path):
+    put_image(tmp_path / "images/training/a.jpg")
+    put_label(tmp_path / "annotations/training/a.png", [1])
+    os.mkfifo(tmp_path / "images/training/b.jpg")
+    put_label(tmp_path / "annotations/training/b.png", [1])
+    start = time.monotonic()
+    with pytest.raises(HiersegError, match=r"b\.jpg: is a FIFO, not a regular file \(image\)"):
+        official("ade20k", tmp_path, "training", verify=True)
+    assert time.monotonic() - start < 10
+
+
+def test_a_worker_s_broken_sample_is_the_same_one_line_error(tmp_path):
+    """Through DataLoader workers the message is the one a run without workers gives (PyTorch re-creates the
+    worker's exception from its formatted traceback)."""
+    from torch.utils.data import DataLoader
+
+    for stem, values in (("a", [1]), ("b", [200])):
+        put_image(tmp_path / f"images/training/{stem}.jpg")
+        put_label(tmp_path / f"annotations/training/{stem}.png", values)
+    data = official("ade20k", tmp_path, "training")
+    with pytest.raises(HiersegError) as direct:
+        data[1]
+    loader = DataLoader(data, batch_size=1, num_workers=2, collate_fn=lambda s: s, timeout=60)
+    with pytest.raises(HiersegError) as through_workers:
+        list(loader)
+    assert str(through_workers.value) == str(direct.value) == \
+        f"{tmp_path / 'annotations/training/b.png'}: value 200 is not a ade20k label id"

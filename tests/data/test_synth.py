@@ -237,3 +237,12 @@ def test_the_official_reader_lists_and_loads_what_was_written(written: tuple[str
             image, concepts = scene(dataset, by_stem[stem].index, SIZE, SEED)
             assert item["image"].shape == image.shape and item["dataset"] == dataset
             assert np.array_equal(item["label"], label_map(dataset, concepts))
+
+
+def test_another_size_into_an_existing_dataset_is_refused(tmp_path: Path) -> None:
+    synthesize("ade20k", tmp_path, n=1, size=SIZE)
+    before = sorted(p.read_bytes() for p in tmp_path.rglob("*.*"))
+    with pytest.raises(HiersegError, match=f"already holds ade20k images of {SIZE}x{SIZE} .*--size {SIZE}"):
+        synthesize("ade20k", tmp_path, n=2, size=SIZE + 32)
+    assert sorted(p.read_bytes() for p in tmp_path.rglob("*.*")) == before  # nothing added, nothing replaced
+    assert synthesize("ade20k", tmp_path, n=2, size=SIZE) == 4  # the same size adds to it

@@ -215,3 +215,44 @@ def test_evaluation_inside_a_process_group(root, labels, tmp_path, monkeypatch):
         torch.distributed.destroy_process_group()
     assert reduced == [(19, 20)]  # the confusion matrix, summed over the (one) rank
     assert report.images == 2 and report.miou == 1.0
+
+
+def test_images_above_max_pixels_slide_whatever_the_mode(root, monkeypatch):
+    """Above max_pixels every model runs in windows stitched on ids: the whole image never goes through the model,
+    and flat models never build the (classes x height x width) score accumulator."""
+    seen = []
+
+    class Recording(Pointwise):
+        def scores(self, image):
+            seen.append(tuple(image.shape[-2:]))
+            return super().scores(image)
+
+    model = Recording().eval()
+    image = torch.randn(1, 3, 50, 64)
+    whole = model.predict(image, "cityscapes")
+    seen.clear()
+    monkeypatch.setattr(Predictor, "_from_scores", lambda *a: pytest.fail("score accumulator above max_pixels"))
+    options = InferenceOptions("whole", crop=24, stride=16, max_pixels=24 * 24)
+    predictor = Predictor(model, "cityscapes", options)
+    with pytest.warns(UserWarning, match=r"images of 64x50 \(0.0 MP\) are above max_pixels"):
+        ids = predictor(image)
+    assert torch.equal(ids, whole)  # a pointwise model: windows cannot change it
+    assert seen == [(b - t, r - lft) for t, lft, b, r in sliding_windows(50, 64, 24, 16)] and predictor.slid == 1
+    assert max(h * w for h, w in seen) <= options.max_pixels
+
+    label_only = WindowIndex()
+    with pytest.warns(UserWarning, match="above max_pixels"):
+        ids = Predictor(label_only, "cityscapes", InferenceOptions(crop=20, stride=12, max_pixels=400))(
+            torch.zeros(1, 3, 33, 45))[0]
+    reference = Predictor(WindowIndex(), "cityscapes", InferenceOptions("slide", crop=20, stride=12))(
+        torch.zeros(1, 3, 33, 45))[0]
+    assert torch.equal(ids, reference) and label_only.calls == len(sliding_windows(33, 45, 20, 12))
+
+    monkeypatch.undo()
+    with pytest.warns(UserWarning):
+        report = evaluate(Pointwise().eval(), "cityscapes", root, options=InferenceOptions(crop=32, max_pixels=1024),
+                          device="cpu")
+    plain = evaluate(Pointwise().eval(), "cityscapes", root, device="cpu")
+    assert report.settings == {"mode": "whole", "flip": False, "short": None, "batch_size": 1, "crop": 32,
+                               "stride": 21, "max_pixels": 1024, "slid": 2}
+    assert report.metrics.pixels == plain.metrics.pixels and report.miou == pytest.approx(plain.miou)

@@ -32,6 +32,9 @@ def test_unknown_dataset():
         ("x,road,,,1", "id 'x' is not an integer"),
         ("1,road,,,yes", "evaluated must be 0 or 1"),
         ("255,road,,,1", "label id 255 equals the ignore value"),
+        ("-3,road,,,1", "id -3 is outside 0..65535"),
+        ("70000,road,,,1", "id 70000 is outside 0..65535"),
+        ("5,road", "too few fields (no synonyms, color, evaluated)"),
     ],
 )
 def test_bad_table_names_file_and_line(tmp_path, row, message):

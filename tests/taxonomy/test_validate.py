@@ -27,6 +27,19 @@ def _corrupt(artifact, how):
         concepts["dog"]["depth"] = 2
     elif how == "two roots":
         concepts["stuff"]["parent"] = None
+    elif how == "unknown format":
+        bad["format"] = "hierseg-taxonomy/9"
+    elif how == "non-integer ignore":
+        bad["datasets"]["cityscapes"]["ignore"] = "zero"
+    elif how == "labels naming an undefined dataset":
+        concepts["dog"]["labels"]["kitti"] = [3]
+    elif how == "labels not a list":
+        concepts["dog"]["labels"]["coco_stuff"] = "18"
+    elif how == "void ids not integers":
+        bad["datasets"]["cityscapes"]["void"] = {"two": "?"}
+    elif how == "a user's dataset":  # as `taxonomy build --add` writes one: defined in the table, so not unknown
+        bad["datasets"]["mine"] = {"title": "Mine", "ignore": 255, "void": {}}
+        concepts["dog"]["labels"]["mine"] = [1]
     return bad
 
 
@@ -40,6 +53,12 @@ def _corrupt(artifact, how):
         ("two labels on one concept", "concept road: 2 cityscapes labels on one concept"),
         ("wrong depth", "concept dog: depth 2 but it is 5 below the root"),
         ("two roots", "expected exactly one root, found 2"),
+        ("unknown format", "artifact: format 'hierseg-taxonomy/9' is not 'hierseg-taxonomy/1'"),
+        ("non-integer ignore", "dataset cityscapes: ignore 'zero' is not an integer label value 0..65535"),
+        ("labels naming an undefined dataset", "concept dog: labels name dataset 'kitti', which the artifact's "
+                                               "'datasets' does not define"),
+        ("labels not a list", "concept dog: labels.coco_stuff must be a list of integer label ids 0..65535, not '18'"),
+        ("void ids not integers", "dataset cityscapes: void must map integer label ids to reasons"),
     ],
 )
 def test_each_violation_is_reported(artifact, wordnet, how, expected):
@@ -78,3 +97,19 @@ def test_cli_validate_shipped_tree():
     result = run_cli("taxonomy", "validate")
     assert result.returncode == 0, result.stderr
     assert "359 concepts, maximal depth 5" in result.stdout
+
+
+def test_a_dataset_the_artifact_defines_is_not_unknown(artifact):
+    assert validate_artifact(_corrupt(artifact, "a user's dataset")) == []
+
+
+@pytest.mark.parametrize("how", ["labels not a list", "labels naming an undefined dataset", "non-integer ignore"])
+def test_malformed_records_are_one_line_in_every_command(artifact, tmp_path, how):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_corrupt(artifact, how)))
+    for command in (["validate", "--no-wordnet"], ["show"], ["stats"]):
+        result = run_cli("taxonomy", command[0], str(path), *command[1:])
+        if how != "labels not a list" and command[0] != "validate":
+            continue  # loadable: only the validator has something to say
+        assert result.returncode == 2, (command, result.stdout[-300:])
+        assert result.stderr.startswith(f"error: {path}: ") and "Traceback" not in result.stderr, result.stderr
