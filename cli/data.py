@@ -55,7 +55,7 @@ def check(
             data = folder(root, labels, dataset, ignore=ignore, on_error=on_error, verify=True)
         else:
             if split is None:
-                from hierseg.taxonomy.errors import HiersegError
+                from hierseg.core.errors import HiersegError
 
                 raise HiersegError("--split is required for an official layout")
             data = official(dataset, root, split, on_error=on_error, verify=True)

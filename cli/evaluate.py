@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from hierseg.cli.choices import Format, choices
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 
 Mode = choices("Mode", "whole", "slide")
 _DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -31,7 +31,7 @@ MaxPixelsOption = Annotated[int, typer.Option(min=1, help="Images whose model in
 
 def _check_checkpoint(path: Path) -> None:
     # Checked before torch is imported, so a typo costs a fraction of a second, not the model zoo's import.
-    from hierseg.taxonomy.io import check_regular
+    from hierseg.core.io import check_regular
 
     check_regular(path, "checkpoint (--checkpoint)")
 

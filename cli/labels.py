@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from hierseg.cli.choices import Format, LabelFormat, Unknown
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 
 app = typer.Typer(no_args_is_help=True, help="Export label maps and translations; remap and count annotation folders.")
 

@@ -15,8 +15,8 @@ from hierseg.cli.data import app as data_app
 from hierseg.cli.labels import app as labels_app
 from hierseg.cli.models import app as models_app
 from hierseg.cli.taxonomy import app as taxonomy_app
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import os_cause
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import os_cause
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Hierarchical, multi-dataset semantic segmentation.")

@@ -35,7 +35,8 @@ def info(
     from rich.console import Console
     from rich.table import Table
 
-    from hierseg.models.info import model_info, parse_overrides
+    from hierseg.core.yamltext import parse_overrides
+    from hierseg.models.info import model_info
 
     data = model_info(name, parse_overrides(set_ or []), dataset, device)
     if format is Format.json:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from hierseg.taxonomy.io import atomic_write_bytes
+from hierseg.core.io import atomic_write_bytes
 
 
 def emit(data: bytes | str, out: Path | None) -> None:

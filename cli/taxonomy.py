@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from hierseg.cli.choices import Format, GraphFormat, GraphKind, SuggestFormat
-from hierseg.taxonomy.errors import HiersegError, ProblemList
+from hierseg.core.errors import HiersegError, ProblemList
 from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, Taxonomy
 
 app = typer.Typer(no_args_is_help=True, help="Build, validate and inspect the concept tree.")

@@ -5,7 +5,7 @@ Loading the built tree needs neither WordNet nor torch; building and validating
 synsets need WordNet 3.0 (see :mod:`hierseg.taxonomy.wordnet`).
 """
 
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.labelspace import TREE, LabelSpace, label_space
 from hierseg.taxonomy.neurons import IGNORE_INDEX, ConceptMask, Neuron, NeuronGraph
 from hierseg.taxonomy.specs import DATASETS, DatasetSpec, Label, load_spec

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import FolderLock, atomic_write_bytes, check_regular, remove_temporaries
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import FolderLock, atomic_write_bytes, check_regular, remove_temporaries
 from hierseg.taxonomy.translate import Translation, Unknown
 
 _MODES = {"L": np.uint8, "P": np.uint8, "I;16": np.uint16, "I": None}

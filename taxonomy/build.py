@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import atomic_write_group, read_text
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import atomic_write_group, read_text
 from hierseg.taxonomy.mergespec import MergeSpec, concept_id, load_merge_spec
 from hierseg.taxonomy.specs import DATASETS, SPEC_DIR, DatasetSpec, dataset_spec, load_spec
 from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, FORMAT, LABEL_MAP_DIR, Taxonomy

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.specs import SPEC_DIR, load_spec
 from hierseg.taxonomy.translate import Translation, translation
 from hierseg.taxonomy.tree import Taxonomy

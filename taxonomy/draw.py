@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import atomic_write_bytes
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import atomic_write_bytes
 from hierseg.taxonomy.neurons import NeuronGraph
 
 SOURCE_COLOURS = {"coco_stuff": "#1f5fa8", "ade20k": "#2e7d32", "cityscapes": "#7b1fa2", "mapillary": "#e65100",

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.labelspace import TREE
 from hierseg.taxonomy.neurons import NeuronGraph
 from hierseg.taxonomy.translate import Translation, translation

@@ -34,7 +34,8 @@ from typing import Any
 
 import yaml
 
-from hierseg.taxonomy.errors import HiersegError, ProblemList
+from hierseg.core.errors import HiersegError, ProblemList
+from hierseg.core.yamltext import yaml_line, yaml_problem
 from hierseg.taxonomy.labeltable import LabelTable, read_label_table
 from hierseg.taxonomy.mergespec import AddedConcept, LabelMapping, MergeSpec
 from hierseg.taxonomy.specs import DATASETS
@@ -118,9 +119,8 @@ def load_addition(path: str | Path) -> DatasetAddition:
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise HiersegError(f"{path}{f':{mark.line + 1}' if mark else ''}: not valid YAML "
-                           f"({getattr(exc, 'problem', None) or exc})") from None
+        line = yaml_line(exc)
+        raise HiersegError(f"{path}{f':{line}' if line else ''}: not valid YAML ({yaml_problem(exc)})") from None
     if not isinstance(root, yaml.MappingNode):
         raise HiersegError(f"{path}: a dataset spec is a mapping (dataset, table, ignore, labels, ...)")
     problems: list[str] = []

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.specs import DATASETS, dataset_spec
 from hierseg.taxonomy.tree import Taxonomy
 

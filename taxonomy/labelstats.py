@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.annotations import Recode, list_label_files, map_files, read_dataset_label
-from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.neurons import NeuronGraph
 
 _state: dict[str, Any] = {}

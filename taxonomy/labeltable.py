@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hierseg.taxonomy.errors import HiersegError, ProblemList
+from hierseg.core.errors import HiersegError, ProblemList
 from hierseg.taxonomy.specs import Label
 
 REQUIRED = ("id", "name")

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import read_text
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import read_text
+from hierseg.core.yamltext import yaml_line, yaml_problem
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _MARKS = ("not_below", "shares_synset")
@@ -126,9 +127,9 @@ def load_merge_spec(path: str | Path) -> MergeSpec:
         text = read_text(path, "merge spec")
         root_node = yaml.compose(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f":{mark.line + 1}" if mark else ""
-        raise HiersegError(f"{path}{at}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        line = yaml_line(exc)
+        at = f":{line}" if line is not None else ""
+        raise HiersegError(f"{path}{at}: not valid YAML ({yaml_problem(exc)})") from None
     if root_node is None:
         raise HiersegError(f"{path}: empty merge spec")
     sections = {key.value: value for key, value in _mapping(root_node, str(path))}

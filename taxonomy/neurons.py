@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.labelspace import LabelSpace, label_space
 from hierseg.taxonomy.tree import Taxonomy
 

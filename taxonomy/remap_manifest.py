@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import atomic_write_text, read_text
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import atomic_write_text, read_text
 from hierseg.taxonomy.translate import Translation
 
 MANIFEST = "remap_manifest.json"

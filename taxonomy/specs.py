@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import read_text
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import read_text
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 DATASETS: tuple[str, ...] = ("coco_stuff", "ade20k", "cityscapes", "mapillary")

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hierseg.taxonomy.errors import ProblemList
+from hierseg.core.errors import ProblemList
 from hierseg.taxonomy.extend import TODO
 from hierseg.taxonomy.labeltable import LabelTable, normalize
 from hierseg.taxonomy.mergespec import concept_id

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.labelspace import LabelSpace, label_space
 from hierseg.taxonomy.neurons import check_values
 from hierseg.taxonomy.tree import Taxonomy

@@ -9,8 +9,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import read_text
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import read_text
 
 if TYPE_CHECKING:
     import networkx as nx

@@ -19,8 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import atomic_write_text
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import atomic_write_text
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 INSTALL_HINT = (

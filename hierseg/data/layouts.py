@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.annotations import Recode
-from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.specs import DATASETS
 
 

@@ -21,10 +21,10 @@ from typing import Any, Literal
 import numpy as np
 from torch.utils.data import Dataset
 
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import check_regular
 from hierseg.data.layouts import FOLDER, Layout, dataset_root, layout, layout_name, recodes
 from hierseg.taxonomy.annotations import Recode, read_dataset_label
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import check_regular
 from hierseg.taxonomy.specs import DatasetSpec, dataset_spec
 
 OnError = Literal["raise", "skip"]

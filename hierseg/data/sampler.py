@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 
 
 class MultiDatasetBatchSampler(Sampler[list[int]]):

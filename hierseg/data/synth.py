@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import atomic_write_bytes
 from hierseg.data.layouts import FOLDER, FOLDER_LAYOUT, LAYOUTS, Layout, layout, layout_name
 from hierseg.taxonomy import NeuronGraph, Taxonomy, translation
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import atomic_write_bytes
-from hierseg.taxonomy.specs import dataset_spec
+from hierseg.taxonomy.specs import DATASETS, dataset_spec
 
-DATASETS = ("ade20k", "coco_stuff", "cityscapes", "mapillary")
 TreePath = str | Path | None  # an (extended) tree artifact; None: the shipped tree
 # Layouts whose labels mark object outlines void, and the band's half-width as a fraction of the image side (VOC's
 # band is about 5 pixels wide on 500-pixel images).

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import atomic_write_bytes, check_regular
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import atomic_write_bytes, check_regular
 from hierseg.taxonomy.tree import Taxonomy
 
 FORMAT = "hierseg-checkpoint/1"

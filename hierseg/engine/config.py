@@ -17,10 +17,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import read_text
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import read_text
+from hierseg.core.yamltext import split_assignment, yaml_line, yaml_problem
+from hierseg.taxonomy.specs import DATASETS
 
-BUILT_IN = ("coco_stuff", "ade20k", "cityscapes", "mapillary")
 # A built-in dataset, or one added to the tree the model names (model.kwargs.taxonomy, `taxonomy build --add`).
 DatasetName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
@@ -182,13 +183,13 @@ class TrainConfig(Section):
         names = [(f"data.datasets.{i}.name", d.name) for i, d in enumerate(self.data.datasets)]
         if self.finetune is not None:
             names += [(f"finetune.datasets.{i}", n) for i, n in enumerate(self.finetune.datasets or [])]
-        unknown = [(loc, n) for loc, n in names if n not in BUILT_IN]
+        unknown = [(loc, n) for loc, n in names if n not in DATASETS]
         if not unknown:
             return
         tree = self.model.kwargs.get("taxonomy")
         if not isinstance(tree, str | Path):
             loc, name = unknown[0]
-            raise FieldError(loc, f"{name!r} is not a built-in dataset ({', '.join(BUILT_IN)}); a dataset added with "
+            raise FieldError(loc, f"{name!r} is not a built-in dataset ({', '.join(DATASETS)}); a dataset added with "
                                   "`hierseg taxonomy build --add` needs its tree in model.kwargs.taxonomy")
         if not Path(tree).is_file():
             return  # not built yet (a shipped config): the run's preflight reads the tree and checks again
@@ -212,9 +213,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     try:
         raw = yaml.safe_load(read_text(path, "config file"))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise HiersegError(f"{path}: {where}not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        line = yaml_line(exc)
+        where = f"line {line}: " if line is not None else ""
+        raise HiersegError(f"{path}: {where}not valid YAML ({yaml_problem(exc)})") from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise HiersegError(f"{path}: a config is a mapping of sections (model, data, schedule, ...), "
@@ -233,14 +234,14 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> TrainConfig:
 
 def apply_override(raw: dict[str, Any], item: str, source: str = "config") -> None:
     """``a.b.0.c=value`` into ``raw`` (list items by index); the value is YAML, so ``x=1e-3`` is a number."""
-    key, sep, text = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
+    split = split_assignment(item)
+    if split is None:
         raise HiersegError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optim.lr_head=0.01")
+    key, text = split
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise HiersegError(f"--set {key}: value {text!r} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise HiersegError(f"--set {key}: value {text!r} is not valid YAML ({yaml_problem(exc)})") from None
     parts = key.split(".")
     node: Any = raw
     for depth, part in enumerate(parts):

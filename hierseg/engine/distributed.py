@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hierseg.core.errors import HiersegError
 from hierseg.data.layouts import FOLDER, layout, layout_name
 from hierseg.engine.metrics import ConfusionMatrix, EvalClasses, Metrics, compute_metrics
 from hierseg.models.outputs import DatasetClasses, Outputs, RawClasses
-from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.labelspace import TREE
 from hierseg.taxonomy.specs import DATASETS
 from hierseg.taxonomy.tree import Taxonomy

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from hierseg.taxonomy.io import make_folder, read_text, write_error
+from hierseg.core.io import make_folder, read_text, write_error
 
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"

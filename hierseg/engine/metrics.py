@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.specs import DatasetSpec, dataset_spec
 from hierseg.taxonomy.tree import Taxonomy
 

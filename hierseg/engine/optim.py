@@ -8,8 +8,8 @@ from torch import nn
 from torch.optim import SGD, Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from hierseg.core.errors import HiersegError
 from hierseg.engine.config import OptimConfig
-from hierseg.taxonomy.errors import HiersegError
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import atomic_write_bytes
 from hierseg.engine.logs import METRICS_JSONL, read_metrics
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import atomic_write_bytes
 
 WIDTH, HEIGHT, DPI = 1000, 720, 100
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75),

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import atomic_write_bytes
 from hierseg.data.readers import IMAGE_SUFFIXES, read_image
 from hierseg.data.transforms import EvalTransform
 from hierseg.engine.evaluate import CLASSES, InferenceOptions, Predictor, default_device, flat_outputs, resolve_space, unwrap
 from hierseg.engine.palette import Palette, overlay, palette, present_values
 from hierseg.taxonomy.annotations import encode_label
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import atomic_write_bytes
 from hierseg.taxonomy.labelspace import TREE
 from hierseg.taxonomy.tree import Taxonomy
 

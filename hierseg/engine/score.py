@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from hierseg.core.errors import HiersegError
 from hierseg.data.layouts import layout, locate, recodes, split_labels
 from hierseg.engine.evaluate import EvalReport, resolve_split
 from hierseg.engine.metrics import EvalClasses, compute_metrics
 from hierseg.taxonomy.annotations import Recode, map_files, read_dataset_label, read_label
-from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.labelspace import label_space
 from hierseg.taxonomy.translate import translation
 from hierseg.taxonomy.tree import Taxonomy

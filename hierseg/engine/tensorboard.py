@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hierseg.core.errors import HiersegError
 from hierseg.engine.logs import read_metrics
-from hierseg.taxonomy.errors import HiersegError
 
 FOLDER = "tensorboard"
 

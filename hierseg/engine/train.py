@@ -42,6 +42,8 @@ import torch
 import yaml
 from torch import nn
 
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import FolderLock, atomic_write_text, remove_temporaries
 from hierseg.engine import distributed
 from hierseg.engine.checkpoint import (
     load_backbone,
@@ -50,11 +52,10 @@ from hierseg.engine.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from hierseg.engine.config import BUILT_IN, DatasetConfig, TrainConfig, first_difference
+from hierseg.engine.config import DatasetConfig, TrainConfig, first_difference
 from hierseg.engine.logs import MetricsLog, Progress
 from hierseg.engine.optim import build_optimizer, learning_rates, poly_scheduler
-from hierseg.taxonomy.errors import HiersegError
-from hierseg.taxonomy.io import FolderLock, atomic_write_text, remove_temporaries
+from hierseg.taxonomy.specs import DATASETS
 from hierseg.taxonomy.tree import Taxonomy
 
 LAST = "last.pt"
@@ -239,7 +240,7 @@ def _open_dataset(d: DatasetConfig, seed: int, on_error: str, fail: Callable[[st
     from hierseg.taxonomy.specs import dataset_spec
 
     if not d.root.is_dir():
-        tree = "" if d.name in BUILT_IN else " --taxonomy TREE.json"
+        tree = "" if d.name in DATASETS else " --taxonomy TREE.json"
         raise fail(".root", f"{d.root}: no such folder (a synthetic copy: hierseg data synth --dataset {d.name}{tree} "
                             f"--out {d.root})")
     try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import timm
 import torch
 from torch import nn
 
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 
 HUB_PREFIX = "hf-hub:"
 

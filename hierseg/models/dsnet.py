@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import deform_conv2d
 
+from hierseg.core.errors import HiersegError
 from hierseg.models.aspp import ASPP, conv_bn_relu
 from hierseg.models.backbone import Backbone
 from hierseg.models.base import FlatSegmenter
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
-from hierseg.taxonomy.errors import HiersegError
 
 # ADE20K is the paper's main dataset among those hierseg reads (its PASCAL VOC and Context results are not).
 DEFAULT_DATASETS = ("ade20k",)

@@ -5,25 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
+from hierseg.core.errors import HiersegError
 from hierseg.models.registry import accepted_arguments, create_model, model_family
-from hierseg.taxonomy.errors import HiersegError
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``["m=32", "datasets=[cityscapes, mapillary]"]`` -> ``{"m": 32, "datasets": [...]}`` (values read as YAML)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise HiersegError(f"--set {pair!r}: expected key=value")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise HiersegError(f"--set {pair!r}: value is not valid YAML ({str(exc).splitlines()[0]})") from None
-    return out
 
 
 def count(params: Any) -> int:

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hierseg.core.errors import HiersegError
 from hierseg.models.dense_block import NeuronBlock, Rows, as_rows, gather
-from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.neurons import IGNORE_INDEX, NeuronGraph
 from hierseg.taxonomy.subgraph import activated_batch
 

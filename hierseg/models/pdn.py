@@ -46,12 +46,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hierseg.core.errors import HiersegError
 from hierseg.models.aspp import conv_bn_relu
 from hierseg.models.backbone import Backbone
 from hierseg.models.base import FlatSegmenter
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
-from hierseg.taxonomy.errors import HiersegError
 
 GATES = 4  # input, forget, candidate, output
 NEIGHBOURS = {8: 1, 24: 2}  # neighbours per site -> spatial LSTMs per layer (E); 4E(E+1) neighbours in general

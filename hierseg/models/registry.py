@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 
 _ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 _FAMILY: dict[str, str] = {}

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hierseg.core.errors import HiersegError
 from hierseg.models.outputs import Outputs, resize_logits
-from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.labelspace import LabelSpace
 from hierseg.taxonomy.neurons import NeuronGraph, self_concepts
 from hierseg.taxonomy.translate import owners

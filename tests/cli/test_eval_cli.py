@@ -12,11 +12,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hierseg.cli.main import app
+from hierseg.core.errors import HiersegError
 from hierseg.data.synth import synthesize
 from hierseg.engine.checkpoint import save_checkpoint
 from hierseg.models import create_model
 from hierseg.taxonomy import load_spec
-from hierseg.taxonomy.errors import HiersegError
 from tests.conftest import run_cli
 
 KWARGS = {"datasets": ["cityscapes"], "aspp_channels": 16}

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hierseg.core.errors import HiersegError
 from hierseg.data.layouts import layout
 from hierseg.data.synth import appearance, pool, samples, scene, swatch, synthesize
 from hierseg.taxonomy import NeuronGraph, Taxonomy, load_spec, translation
-from hierseg.taxonomy.errors import HiersegError
 
 DATASETS = ("ade20k", "coco_stuff", "cityscapes", "mapillary")
 SIZE = 64

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
+from hierseg.core.errors import HiersegError
 from hierseg.data.synth import synthesize
 from hierseg.engine.evaluate import Predictor, evaluate, resolve_space, resolve_split
 from hierseg.engine.metrics import EvalClasses
 from hierseg.engine.palette import palette
 from hierseg.taxonomy import NeuronGraph, Taxonomy
-from hierseg.taxonomy.errors import HiersegError
 from hierseg.taxonomy.extend import extend_artifact, load_addition
 from hierseg.taxonomy.specs import SPEC_DIR
 

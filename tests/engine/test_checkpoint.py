@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
+from hierseg.core.errors import HiersegError
 from hierseg.engine.checkpoint import FORMAT, load_model, read_checkpoint, save_checkpoint, tensor_checksum
 from hierseg.models import create_model
-from hierseg.taxonomy.errors import HiersegError
 from tests.taxonomy.toy import toy_taxonomy
 
 

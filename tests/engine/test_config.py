@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hierseg.core.errors import HiersegError
 from hierseg.engine.config import TrainConfig, apply_override, first_difference, load_config, parse_config
 from hierseg.models import accepted_arguments, list_models
-from hierseg.taxonomy.errors import HiersegError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 

@@ -11,13 +11,13 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from hierseg.core.errors import HiersegError
 from hierseg.engine.checkpoint import read_checkpoint
 from hierseg.engine.evaluate import evaluate
 from hierseg.engine.logs import read_metrics
 from hierseg.engine.plot import figure, plot_run
 from hierseg.engine.tensorboard import FOLDER, log_evaluation
 from hierseg.engine.train import prepare, train
-from hierseg.taxonomy.errors import HiersegError
 from tests.engine.test_train import Tiny, TwoHeads, make_config, synth_root  # noqa: F401  (fixture)
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from hierseg.core.errors import HiersegError
 from hierseg.data.readers import official
 from hierseg.data.synth import synthesize
 from hierseg.data.transforms import sliding_windows
@@ -20,7 +21,6 @@ from hierseg.engine.metrics import EvalClasses
 from hierseg.models.base import FlatSegmenter
 from hierseg.models.outputs import make_outputs
 from hierseg.taxonomy.annotations import read_label
-from hierseg.taxonomy.errors import HiersegError
 
 EVALUATED = EvalClasses.of("cityscapes").ids
 

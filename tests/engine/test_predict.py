@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from hierseg.core.errors import HiersegError
 from hierseg.data.transforms import EvalTransform
 from hierseg.engine.palette import dataset_palette, overlay, palette, stable_color
 from hierseg.engine.predict import collect_images, predict_images
@@ -15,7 +16,6 @@ from hierseg.models.base import FlatSegmenter
 from hierseg.models.outputs import make_outputs
 from hierseg.taxonomy import NeuronGraph, Taxonomy, load_spec
 from hierseg.taxonomy.annotations import read_label
-from hierseg.taxonomy.errors import HiersegError
 
 
 class Pointwise(FlatSegmenter):

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from hierseg.core.errors import HiersegError
 from hierseg.data.synth import synthesize
 from hierseg.engine.checkpoint import read_checkpoint
 from hierseg.engine.config import TrainConfig, parse_config
@@ -19,7 +20,6 @@ from hierseg.engine.logs import read_metrics
 from hierseg.engine.train import Interrupted, prepare, train
 from hierseg.models.base import FlatSegmenter
 from hierseg.models.outputs import make_outputs, neuron_graph
-from hierseg.taxonomy.errors import HiersegError
 
 DATASETS = ("cityscapes", "ade20k")
 GRAPH = neuron_graph(None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from hierseg.core.errors import HiersegError
 from hierseg.models import create_model
 from hierseg.models.arguments import ArgumentError, check_arguments
-from hierseg.taxonomy.errors import HiersegError
 
 
 @pytest.mark.parametrize(("name", "kwargs", "message"), [

@@ -14,8 +14,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
+from hierseg.core.errors import HiersegError
 from hierseg.models.backbone import weights_source
-from hierseg.taxonomy.errors import HiersegError
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 REPO = "timm/resnet18.a1_in1k"
@@ -24,7 +24,7 @@ PROBE = r"""
 import json, sys, torch
 from safetensors.torch import load_file
 from hierseg.models.backbone import create_backbone
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 
 out = {}
 saved = load_file(sys.argv[1])

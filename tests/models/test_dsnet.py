@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hierseg.core.errors import HiersegError
 from hierseg.models import accepted_arguments, create_model, list_models, model_family
 from hierseg.models.dsnet import DSNet, DynamicSamplingConv
-from hierseg.taxonomy.errors import HiersegError
 
 NUM_CLASSES = 5
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from hierseg.core.errors import HiersegError
 from hierseg.models import create_model
 from hierseg.models.dsspn import DSSPN, NeuronHead, head_parameter_count, subsample
 from hierseg.models.info import model_info
 from hierseg.models.memory import saved_activations
 from hierseg.taxonomy import NeuronGraph, Taxonomy, load_spec
-from hierseg.taxonomy.errors import HiersegError
 from tests.taxonomy.toy import toy_taxonomy
 
 M0, M = 8, 4

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hierseg.core.errors import HiersegError
 from hierseg.models import create_model
 from hierseg.models.pdn import PDN, DiffusionBlock, DiffusionLayer, DiffusionModule, site_groups, table1_weight_count
-from hierseg.taxonomy.errors import HiersegError
 
 # Table 1, "total parameter of the module" (4 layers): Diffused LSTM-8NB 288d, Diffused LSTM-24NB 1200d.
 TABLE1 = {1: 288, 2: 1200}

@@ -9,13 +9,13 @@ import pytest
 import timm
 import torch
 
+from hierseg.core.errors import HiersegError
 from hierseg.data.loader import collate
 from hierseg.data.readers import official
 from hierseg.data.synth import synthesize
 from hierseg.data.transforms import TrainTransform
 from hierseg.models import create_model
 from hierseg.models.spgnet import SPG, ImageContext, SPGNet, ohem_loss, window_mean
-from hierseg.taxonomy.errors import HiersegError
 
 SMALL = (2, 3, 33, 33)  # odd: 33 -> 17 -> 9 (1/4) -> 5 -> 3 -> 2 along the encoder
 

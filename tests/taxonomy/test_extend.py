@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hierseg.core.errors import ProblemList
 from hierseg.taxonomy import NeuronGraph, Taxonomy, activated_batch, translation
-from hierseg.taxonomy.errors import ProblemList
 from hierseg.taxonomy.extend import extend_artifact, load_addition
 from hierseg.taxonomy.neurons import self_concepts
 from hierseg.taxonomy.specs import SPEC_DIR, dataset_spec

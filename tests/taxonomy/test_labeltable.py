@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hierseg.taxonomy.errors import HiersegError, ProblemList
+from hierseg.core.errors import HiersegError, ProblemList
 from hierseg.taxonomy.labeltable import read_label_table
 
 

@@ -55,7 +55,8 @@ def test_taxonomy_and_cli_never_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, hierseg.taxonomy, hierseg.taxonomy.annotations, hierseg.taxonomy.labelstats, "
-            "hierseg.taxonomy.export, hierseg.taxonomy.draw, hierseg.cli.main; print('torch' in sys.modules)")
+    code = ("import sys, hierseg.core.errors, hierseg.core.io, hierseg.core.yamltext, hierseg.taxonomy, "
+            "hierseg.taxonomy.annotations, hierseg.taxonomy.labelstats, hierseg.taxonomy.export, hierseg.taxonomy.draw, "
+            "hierseg.cli.main; print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

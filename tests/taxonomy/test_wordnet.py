@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.wordnet import DEBIAN_WORDNET, LEXNAMES, build_nltk_layout, lexnames_text
 
 

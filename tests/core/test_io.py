@@ -1,4 +1,4 @@
-"""hierseg.taxonomy.io: reads that never block or run forever, one-line OS errors, all-or-nothing groups of files,
+"""hierseg.core.io: reads that never block or run forever, one-line OS errors, all-or-nothing groups of files,
 and the folder lock (two real processes)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from hierseg.taxonomy import io as hio
-from hierseg.taxonomy.errors import HiersegError
+from hierseg.core import io as hio
+from hierseg.core.errors import HiersegError
 
 
 def test_reads_refuse_fifos_devices_and_folders_at_once(tmp_path):
@@ -103,7 +103,7 @@ def test_stale_temporaries_are_recognised_and_removed(tmp_path):
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from hierseg.taxonomy.io import FolderLock
+    from hierseg.core.io import FolderLock
     lock = FolderLock(sys.argv[1], "test").acquire()
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))
