@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -24,10 +23,11 @@ def train(
     from hierseg.engine.config import load_config
 
     cfg = load_config(config, overrides or [])  # before torch is imported: a bad value fails at once
+    from hierseg.engine.distributed import main_process_by_env
     from hierseg.engine.train import Interrupted
     from hierseg.engine.train import train as run_training
 
-    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, one process reports
+    main_process = main_process_by_env()  # under torchrun, one process reports
     try:
         outputs = run_training(cfg, source=str(config), resume=resume, overwrite=overwrite)
     except Interrupted as exc:

@@ -30,6 +30,7 @@ from torch import nn
 
 from hierseg.core.errors import HiersegError
 from hierseg.core.io import atomic_write_bytes, check_regular
+from hierseg.engine.distributed import unwrap
 from hierseg.taxonomy.tree import Taxonomy
 
 FORMAT = "hierseg-checkpoint/1"
@@ -38,7 +39,7 @@ FORMAT = "hierseg-checkpoint/1"
 def save_checkpoint(path: str | Path, name: str, kwargs: dict[str, Any], model: nn.Module,
                     taxonomy: Taxonomy | None = None, training: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint atomically; ``model`` may be DDP-wrapped."""
-    module = model.module if hasattr(model, "module") else model
+    module = unwrap(model)
     payload = {"format": FORMAT, "model": {"name": name, "kwargs": kwargs},
                "taxonomy": taxonomy.artifact if taxonomy is not None else None,
                "state_dict": module.state_dict(), "training": training}
@@ -152,7 +153,7 @@ def load_backbone(model: nn.Module, path: str | Path) -> int:
     source = {k: v for k, v in read_checkpoint(path)["state_dict"].items() if k.startswith("backbone.")}
     if not source:
         raise HiersegError(f"{path}: holds no backbone.* weights to start from")
-    module = model.module if hasattr(model, "module") else model
+    module = unwrap(model)
     own = {k: v for k, v in module.state_dict().items() if k.startswith("backbone.")}
     missing, unexpected = sorted(set(own) - set(source)), sorted(set(source) - set(own))
     if missing or unexpected:

@@ -1,4 +1,5 @@
-"""Process-group set-up for ``torchrun``, and collectives that are no-ops in a single process.
+"""Processes and devices: process-group set-up for ``torchrun``, rank and world size, collectives that are no-ops
+in a single process, the device a command runs on, DDP unwrapping, bf16 autocast and evaluation mode.
 
 A run is distributed when ``torchrun`` (or anything that sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR``, ``MASTER_PORT``) started it with ``WORLD_SIZE > 1``: gloo on the CPU, nccl on CUDA. Every helper
@@ -8,11 +9,14 @@ here checks :func:`is_distributed` first, so nothing touches ``torch.distributed
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from hierseg.core.errors import HiersegError
 
@@ -32,6 +36,19 @@ class DistInfo:
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """This process's rank and the number of processes (``(0, 1)`` without a process group)."""
+    if is_distributed():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def main_process_by_env() -> bool:
+    """Whether this process is rank 0 by ``torchrun``'s environment (true outside torchrun): the one that writes a
+    run folder and reports, known before any process group exists."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def env_world_size() -> int:
@@ -96,3 +113,31 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP (or DataParallel) wrapper or a ``torch.compile`` result; the model itself otherwise."""
+    if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+def autocast(device: torch.device, enabled: bool) -> Any:
+    """bf16 autocast on ``device`` when ``enabled`` (the training step's mixed precision)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@contextmanager
+def evaluating(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
+    """The unwrapped model on ``device`` in eval mode; its train/eval mode is restored afterwards."""
+    module = unwrap(model)
+    was_training = module.training
+    module.to(device).eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)

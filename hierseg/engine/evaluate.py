@@ -33,6 +33,7 @@ from torch import nn
 
 from hierseg.core.errors import HiersegError
 from hierseg.data.layouts import FOLDER, layout, layout_name
+from hierseg.engine.distributed import default_device, evaluating, rank_and_world_size, unwrap
 from hierseg.engine.metrics import ConfusionMatrix, EvalClasses, Metrics, compute_metrics
 from hierseg.models.outputs import DatasetClasses, Outputs, RawClasses
 from hierseg.taxonomy.labelspace import TREE
@@ -68,11 +69,6 @@ class InferenceOptions:
     @property
     def window_stride(self) -> int:
         return self.stride or max(1, self.crop * 2 // 3)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (evaluation needs no gradient hooks)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def flat_outputs(model: nn.Module) -> Outputs | None:
@@ -346,16 +342,6 @@ class EvalReport:
         return buffer.getvalue()
 
 
-def _rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str = "val", *,
              options: InferenceOptions | None = None, batch_size: int = 1, workers: int = 0,
              device: str | torch.device | None = None, taxonomy: Taxonomy | None = None, limit: int | None = None,
@@ -377,37 +363,34 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
     space = resolve_space(model, dataset_name)
     split = resolve_split(dataset_name, split, taxonomy)
     data = open_split(dataset_name, root, split, taxonomy=taxonomy, transform=EvalTransform(options.short))
-    rank, world = _rank_world()
+    rank, world = rank_and_world_size()
     indices = range(min(len(data), limit or len(data)))
     shard = Subset(data, indices[rank::world])
     loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
 
     device = torch.device(device) if device is not None else default_device()
-    module = unwrap(model)
-    was_training = module.training
-    module.to(device).eval()
-    predictor = Predictor(module, space, options, taxonomy)
     classes = EvalClasses.of(dataset_name, taxonomy)
     matrix = ConfusionMatrix(classes, device)
     images = torch.zeros((), dtype=torch.int64, device=device)
     start = time.perf_counter()
-    batches = iter(loader)
-    try:
-        with torch.inference_mode():
-            for batch in batches:
-                image, label = batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
-                prediction = predictor(image, tuple(label.shape[-2:]))
-                rows = max(1, (1 << 20) // max(1, label.shape[0] * label.shape[-1]))  # ~1 MP per update
-                for top in range(0, label.shape[-2], rows):  # the update's temporaries scale with its pixels
-                    matrix.update(prediction[..., top:top + rows, :], label[..., top:top + rows, :])
-                images += image.shape[0]
-                if on_batch is not None:
-                    on_batch(image.shape[0])
-    finally:
-        shutdown = getattr(batches, "_shutdown_workers", None)  # see hierseg.engine.train.shutdown_workers
-        if shutdown is not None:
-            shutdown()
-        module.train(was_training)
+    with evaluating(model, device) as module:
+        predictor = Predictor(module, space, options, taxonomy)
+        batches = iter(loader)
+        try:
+            with torch.inference_mode():
+                for batch in batches:
+                    image, label = batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
+                    prediction = predictor(image, tuple(label.shape[-2:]))
+                    rows = max(1, (1 << 20) // max(1, label.shape[0] * label.shape[-1]))  # ~1 MP per update
+                    for top in range(0, label.shape[-2], rows):  # the update's temporaries scale with its pixels
+                        matrix.update(prediction[..., top:top + rows, :], label[..., top:top + rows, :])
+                    images += image.shape[0]
+                    if on_batch is not None:
+                        on_batch(image.shape[0])
+        finally:
+            shutdown = getattr(batches, "_shutdown_workers", None)  # see hierseg.engine.train.shutdown_workers
+            if shutdown is not None:
+                shutdown()
     if world > 1:
         torch.distributed.all_reduce(images)
     settings = {"mode": options.mode, "flip": options.flip, "short": options.short, "batch_size": batch_size}

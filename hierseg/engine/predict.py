@@ -21,7 +21,8 @@ from hierseg.core.errors import HiersegError
 from hierseg.core.io import atomic_write_bytes
 from hierseg.data.readers import IMAGE_SUFFIXES, read_image
 from hierseg.data.transforms import EvalTransform
-from hierseg.engine.evaluate import CLASSES, InferenceOptions, Predictor, default_device, flat_outputs, resolve_space, unwrap
+from hierseg.engine.distributed import default_device, evaluating, unwrap
+from hierseg.engine.evaluate import CLASSES, InferenceOptions, Predictor, flat_outputs, resolve_space
 from hierseg.engine.palette import Palette, overlay, palette, present_values
 from hierseg.taxonomy.annotations import encode_label
 from hierseg.taxonomy.labelspace import TREE
@@ -81,13 +82,11 @@ def predict_images(model: nn.Module, inputs: Sequence[str | Path], out: str | Pa
     pal = palette(space, taxonomy, outputs.num_outputs if space == CLASSES and outputs is not None else None)
     dtype = label_dtype(space, pal)
     device = torch.device(device) if device is not None else default_device()
-    was_training = module.training
-    module.to(device).eval()
-    predictor = Predictor(module, space, options, taxonomy)
     transform = EvalTransform((options or InferenceOptions()).short)
     out = Path(out)
     written: list[Prediction] = []
-    try:
+    with evaluating(module, device):
+        predictor = Predictor(module, space, options, taxonomy)
         for path, rel in images:
             image = read_image(path)
             tensor = transform.image(image)[None].to(device)
@@ -107,6 +106,4 @@ def predict_images(model: nn.Module, inputs: Sequence[str | Path], out: str | Pa
             written.append(Prediction(path, label_path, overlay_path, tuple(int(values[i]) for i in order)))
             if on_image is not None:
                 on_image(path)
-    finally:
-        module.train(was_training)
     return written

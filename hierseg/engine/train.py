@@ -200,7 +200,7 @@ def claim_run_dir(prepared: Prepared, overwrite: bool = False) -> FolderLock | N
     """Lock ``output.dir`` for the run (in the process that writes it; other DDP ranks never write) and check it
     again under the lock: another run may have written it since :func:`prepare` looked. With the lock held,
     temporaries of killed checkpoint saves are removed and, with ``overwrite``, the previous run's outputs."""
-    if os.environ.get("RANK", "0") != "0":
+    if not distributed.main_process_by_env():
         return None
     config, source = prepared.config, prepared.source
     try:
@@ -258,7 +258,7 @@ def _check_run_dir(config: TrainConfig, source: str, resume: bool, overwrite: bo
     ``locked``: this process holds the folder's lock already."""
     run_dir = config.output.dir
     last = run_dir / LAST
-    writer = os.environ.get("RANK", "0") == "0"  # other DDP ranks would find their own run's rank 0 holding it
+    writer = distributed.main_process_by_env()  # other DDP ranks would find their own run's rank 0 holding it
     holder = FolderLock.holder(run_dir) if writer and not locked else None
     if holder is not None:
         raise HiersegError(f"{source}: output.dir: {FolderLock(run_dir, 'training run').busy_error(holder)}")
@@ -596,7 +596,7 @@ class Trainer:
             # gradients are all-reduced once per optimiser step, on the last batch
             last = j == len(micro) - 1 or not hasattr(wrapped, "no_sync")
             with nullcontext() if last else wrapped.no_sync():
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                with distributed.autocast(device, self.bf16):
                     out = forward(image, label=label, dataset=batch["dataset"])
                 (out["loss"] / len(micro)).backward()
             outs.append({k: v.detach() for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1})
