@@ -224,3 +224,13 @@ class NeuronGraph:
             table.setflags(write=False)
             self._luts[key] = table
         return self._luts[key]
+
+
+def neuron_graph(taxonomy: NeuronGraph | Taxonomy | str | None = None) -> NeuronGraph:
+    """The neuron graph of a model's ``taxonomy`` argument: a graph, a :class:`Taxonomy`, an artifact path, or
+    ``None`` (the shipped 359-concept tree)."""
+    if isinstance(taxonomy, NeuronGraph):
+        return taxonomy
+    if isinstance(taxonomy, Taxonomy):
+        return NeuronGraph(taxonomy)
+    return NeuronGraph(Taxonomy.load(taxonomy) if taxonomy is not None else Taxonomy.load())

@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hierseg.models.outputs import Outputs, resize_logits
+from hierseg.models.layers import resize
+from hierseg.models.outputs import Outputs
 
 
 class FlatSegmenter(nn.Module):
@@ -48,11 +49,11 @@ class FlatSegmenter(nn.Module):
                 dataset: str | None = None) -> dict[str, torch.Tensor]:
         if label is not None:
             return self.loss_terms(image, label, dataset)
-        return {"logits": resize_logits(self.scores(image)[0][1], image.shape[-2:])}
+        return {"logits": resize(self.scores(image)[0][1], image.shape[-2:])}
 
     @torch.no_grad()
     def predict(self, image: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
-        logits = resize_logits(self.scores(image)[0][1], image.shape[-2:])
+        logits = resize(self.scores(image)[0][1], image.shape[-2:])
         return self.outputs.decode(logits, dataset)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:

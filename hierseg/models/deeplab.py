@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from hierseg.models.aspp import ASPP
 from hierseg.models.backbone import Backbone
 from hierseg.models.base import FlatSegmenter
+from hierseg.models.layers import ASPP
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
 

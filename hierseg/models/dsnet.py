@@ -17,14 +17,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import deform_conv2d
 
 from hierseg.core.errors import HiersegError
-from hierseg.models.aspp import ASPP, conv_bn_relu
 from hierseg.models.backbone import Backbone
 from hierseg.models.base import FlatSegmenter
+from hierseg.models.layers import ASPP, conv_bn_relu, resize
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
 
@@ -85,15 +84,9 @@ class CGDS(nn.Module):
         self.sample_post = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
         self.out_channels = 2 * channels + high_channels
 
-    @staticmethod
-    def upsample(high: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-        if tuple(high.shape[-2:]) == tuple(size):
-            return high
-        return F.interpolate(high, size=size, mode="bilinear", align_corners=False)
-
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         modified = self.modify(low)
-        high = self.upsample(high, modified.shape[-2:])
+        high = resize(high, modified.shape[-2:])
         sampled = self.sample_post(self.sample(modified, self.sampling_points(high)))
         return torch.cat([modified, sampled, high], 1)
 

@@ -28,13 +28,13 @@ import torch
 from torch import nn
 
 from hierseg.core.errors import HiersegError
-from hierseg.models.aspp import ASPP
 from hierseg.models.backbone import Backbone
-from hierseg.models.neuron_head import NeuronHead, count_params, head_parameter_count, subsample
-from hierseg.models.outputs import neuron_graph
+from hierseg.models.layers import ASPP, count_params
+from hierseg.models.neuron_head import NeuronHead, head_parameter_count, subsample
 from hierseg.models.registry import register_model
 from hierseg.models.topdown import INFERENCE_RULES, PlanTensors, best_path, greedy
 from hierseg.taxonomy.decisions import DecisionPlan, decision_plan
+from hierseg.taxonomy.neurons import neuron_graph
 
 __all__ = ["DSSPN", "NeuronHead", "dsspn_resnet18", "dsspn_resnet50", "dsspn_resnet101", "head_parameter_count",
            "subsample"]

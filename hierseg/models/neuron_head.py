@@ -199,10 +199,6 @@ class NeuronHead(nn.Module):
         return scores - scores.logsumexp(1, keepdim=True)
 
 
-def count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def subsample(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Labels at the feature positions (nearest sampling, no averaging of ids)."""
     h, w = label.shape[-2:]

@@ -47,9 +47,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from hierseg.core.errors import HiersegError
-from hierseg.models.aspp import conv_bn_relu
 from hierseg.models.backbone import Backbone
 from hierseg.models.base import FlatSegmenter
+from hierseg.models.layers import conv_bn_relu
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
 

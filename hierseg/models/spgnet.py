@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from hierseg.core.errors import HiersegError
-from hierseg.models.aspp import conv_bn_relu
 from hierseg.models.backbone import Backbone
 from hierseg.models.base import FlatSegmenter
+from hierseg.models.layers import conv_bn, conv_bn_relu
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
 
@@ -42,10 +42,6 @@ Excitation = Literal["sigmoid", "softmax", "sum", "none"]
 EXCITATIONS: tuple[str, ...] = ("sigmoid", "softmax", "sum", "none")
 _STEM = ("conv1", "bn1", "act1", "maxpool")
 _LAYERS = ("layer1", "layer2", "layer3", "layer4")
-
-
-def conv_bn(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
 
 
 class Bottleneck(nn.Module):

@@ -19,7 +19,8 @@ from hierseg.engine.config import TrainConfig, parse_config
 from hierseg.engine.logs import read_metrics
 from hierseg.engine.train import Interrupted, prepare, train
 from hierseg.models.base import FlatSegmenter
-from hierseg.models.outputs import make_outputs, neuron_graph
+from hierseg.models.outputs import make_outputs
+from hierseg.taxonomy.neurons import neuron_graph
 
 DATASETS = ("cityscapes", "ade20k")
 GRAPH = neuron_graph(None)

@@ -8,8 +8,7 @@ import torch
 
 from hierseg.models import accepted_arguments, create_model, list_models
 from hierseg.models.deeplab import DeepLab
-from hierseg.models.outputs import DatasetClasses, RawClasses
-from hierseg.models.universal import LeafClasses
+from hierseg.models.outputs import DatasetClasses, LeafClasses, RawClasses
 from hierseg.taxonomy import HiersegError
 
 IMAGE = (2, 3, 129, 129)

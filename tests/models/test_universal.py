@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hierseg.models.outputs import make_outputs
-from hierseg.models.universal import LeafClasses
+from hierseg.models.outputs import LeafClasses, make_outputs
 from hierseg.taxonomy import HiersegError, NeuronGraph, Taxonomy
 from tests.taxonomy.toy import DATASETS, EDGES, LABELS
 

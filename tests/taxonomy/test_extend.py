@@ -107,7 +107,7 @@ def test_new_concepts_need_any_size_and_are_appended(tmp_path, artifact, wordnet
     assert out["extends"]["datasets"]["mine"]["concepts_added"] == ["dolphin"]
     graph = NeuronGraph(Taxonomy(out))
     assert "dolphin" in graph["animal_things"].children
-    from hierseg.models.universal import LeafClasses
+    from hierseg.models.outputs import LeafClasses
 
     outputs = LeafClasses(graph, ["mine", "coco_stuff"])
     assert "dolphin" in outputs.names and outputs.label_outputs("mine")[1] == (outputs.names.index("dolphin"),)

@@ -1,16 +1,36 @@
-"""Atrous spatial pyramid pooling (DeepLab): the DSSPN transition Q and the flat DeepLab head's context module."""
+"""Building blocks more than one family uses: convolution + batch norm (+ ReLU), DeepLab's atrous spatial pyramid
+pooling (DSSPN's transition Q, the flat DeepLab head, DSNet's context module), score resizing, parameter counts."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
+def conv_bn(cin: int, cout: int) -> nn.Sequential:
+    """1x1 convolution (no bias) + batch norm."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+
 def conv_bn_relu(cin: int, cout: int, kernel: int = 1, dilation: int = 1) -> nn.Sequential:
     pad = dilation * (kernel // 2)
     return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=pad, dilation=dilation, bias=False),
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bilinear resize of score or feature maps to ``size`` (the maps themselves when they have it already)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def count_params(params: nn.Module | Iterable[nn.Parameter]) -> int:
+    """Number of parameter entries of a module, or of a list of parameters."""
+    return sum(p.numel() for p in (params.parameters() if isinstance(params, nn.Module) else params))
 
 
 class ASPP(nn.Module):

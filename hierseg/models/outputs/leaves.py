@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from hierseg.core.errors import HiersegError
-from hierseg.models.outputs import Outputs, resize_logits
+from hierseg.models.layers import resize
+from hierseg.models.outputs.base import Outputs
 from hierseg.taxonomy.labelspace import LabelSpace
 from hierseg.taxonomy.neurons import NeuronGraph, self_concepts
 from hierseg.taxonomy.translate import owners
@@ -132,7 +133,7 @@ class LeafClasses(Outputs):
         if label.numel() and (int(label.min()) < 0 or int(label.max()) >= size):
             raise HiersegError(f"{dataset}: label value outside the ids 0..{size - 1}")
         label = label.long()
-        logits = resize_logits(logits, label.shape[-2:]).float()
+        logits = resize(logits, label.shape[-2:]).float()
         member = tables.member[label].movedim(-1, 1)  # (B, outputs, H, W)
         target = logits.masked_fill(~member, float("-inf")).logsumexp(1)
         mask = logits.index_select(1, tables.expressible_index).logsumexp(1)
