@@ -15,7 +15,7 @@ app = typer.Typer(no_args_is_help=True, help="The model zoo: list the registered
 @app.command("list")
 def list_(pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'dsspn_*'.")] = "*") -> None:
     """Registered model names, one per line, with their family."""
-    from hierseg.models import list_models, model_family
+    from hierseg.models.registry import list_models, model_family
 
     for name in list_models(pattern):
         typer.echo(f"{name}\t{model_family(name)}")
@@ -36,7 +36,7 @@ def info(
     from rich.table import Table
 
     from hierseg.core.yamltext import parse_overrides
-    from hierseg.models.info import model_info
+    from hierseg.models.registry import model_info
 
     data = model_info(name, parse_overrides(set_ or []), dataset, device)
     if format is Format.json:

@@ -108,7 +108,7 @@ def trained_datasets(payload: dict[str, Any]) -> tuple[str, ...] | None:
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint and load its weights; returns ``(model, checkpoint dict)``."""
-    from hierseg.models import create_model
+    from hierseg.models.registry import create_model
 
     payload = read_checkpoint(path, map_location)
     kwargs = dict(payload["model"]["kwargs"])

@@ -180,10 +180,10 @@ class Predictor:
         return sliding_windows(height, width, self.options.crop, self.options.window_stride)
 
     def _probabilities(self, image: torch.Tensor) -> torch.Tensor:
-        logits = self.model(image)["logits"]
+        logits = self.model.class_scores(image)
         probs = logits.float().softmax(1)
         if self.options.flip:
-            probs = probs + self.model(image.flip(-1))["logits"].float().softmax(1).flip(-1)
+            probs = probs + self.model.class_scores(image.flip(-1)).float().softmax(1).flip(-1)
         return probs
 
     def _from_scores(self, image: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:

@@ -136,9 +136,13 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
 
     kwargs = dict(config.model.kwargs)
     if model_fn is None:
-        from hierseg.models import accepted_arguments, create_model
-        from hierseg.models.arguments import ArgumentError, check_arguments
-        from hierseg.models.registry import entrypoint
+        from hierseg.models.registry import (
+            ArgumentError,
+            accepted_arguments,
+            check_model_arguments,
+            create_model,
+            entrypoint,
+        )
 
         name = config.model.name
         try:
@@ -150,7 +154,7 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
             if key not in accepted:
                 raise fail(f"model.kwargs.{key}", f"{name} has no such argument; it accepts: {', '.join(accepted)}")
         try:
-            check_arguments(name, kwargs)
+            check_model_arguments(name, kwargs)
         except ArgumentError as exc:
             raise fail(f"model.kwargs.{exc.key}", exc.reason) from None
         if "datasets" in accepted and "datasets" not in kwargs and "num_classes" not in kwargs:
@@ -169,10 +173,10 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
         except HiersegError as exc:
             raise fail("model.kwargs.taxonomy", str(exc)) from None
     if config.model.backbone_weights is not None:
-        from hierseg.models.backbone import weights_source
+        from hierseg.models.registry import check_backbone_weights
 
         try:
-            weights_source(config.model.backbone_weights)  # a local file or a hub id; downloads happen at build
+            check_backbone_weights(config.model.backbone_weights)  # a local file or a hub id; downloads happen at build
         except HiersegError:
             raise fail("model.backbone_weights", f"{config.model.backbone_weights}: no such file (or name hub weights: "
                                                  "timm/<name>, hf-hub:<org>/<repo>)") from None

@@ -13,6 +13,7 @@ import inspect
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -100,11 +101,8 @@ def _describe(hint: Any) -> str:
         hint, getattr(hint, "__name__", str(hint)))
 
 
-def _hints(name: str) -> dict[str, Any]:
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
     """Declared types of an entry point's arguments and of the model class behind it (the class's own win)."""
-    from hierseg.models.registry import entrypoint
-
-    fn = entrypoint(name)
     hints: dict[str, Any] = {}
     cls = typing.get_type_hints(fn).get("return")
     for target in (fn, cls.__init__ if inspect.isclass(cls) else None):
@@ -117,9 +115,10 @@ def _hints(name: str) -> dict[str, Any]:
     return hints
 
 
-def check_arguments(name: str, kwargs: dict[str, Any]) -> None:
-    """Raise :class:`ArgumentError` (``key``, ``reason``) for the first argument of the wrong type or range."""
-    hints = _hints(name)
+def check_arguments(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Raise :class:`ArgumentError` (``key``, ``reason``) for the first argument of entry point ``fn`` of the wrong
+    type or range."""
+    hints = _hints(fn)
     for key, value in kwargs.items():
         hint = hints.get(key, Any)
         if not _conforms(value, hint):

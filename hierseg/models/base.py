@@ -1,29 +1,98 @@
-"""The contract between models and the engine.
+"""The contract between models and the engine: :class:`Segmenter`, which every family implements.
 
-Every model is an ``nn.Module`` with
+The engine and the CLI know a model only through this class and the registry:
 
-- ``forward(image, label=None, dataset=None)``: with a label map (``(B, H, W)`` int64 in ``dataset``'s own ids,
-  or class indices for raw-class models) it returns ``{"loss": scalar, **named terms}``; without one it returns
-  ``{"logits": ...}`` (flat models) or ``{"concepts": ...}`` (DSSPN);
-- ``predict(image, dataset=None)``: ``(B, H, W)`` int64 ids in ``dataset``'s label space (the tree's concept
-  indices when a universal model is given no dataset);
+- ``label_spaces``: the datasets whose ids :meth:`~Segmenter.predict` can give (empty for raw-class models);
+- ``forward(image, label, dataset)``: the loss terms ``{"loss": scalar, **named terms}`` for a label map
+  (``(B, H, W)`` int64 in ``dataset``'s own ids, or class indices for raw-class models); training goes through
+  ``forward`` so that DDP's hooks see it;
+- ``predict(image, dataset)``: ``(B, H, W)`` int64 ids in ``dataset``'s label space, or without a dataset in
+  :attr:`~Segmenter.default_space` (the tree's concept indices for a universal model);
 - ``param_groups()``: ``{"backbone": [...], "head": [...]}``, pretrained and newly initialised parameters, for the
   two learning rates of the paper's schedule;
-- ``label_spaces``: the dataset names it can predict (empty for raw-class models).
+- ``describe(dataset)``: the figures ``hierseg models info`` reports.
 
-Training goes through ``forward`` so that DDP's hooks see it.
+A model with class scores (the flat families) also has ``class_scores(image)`` and ``decode(scores, dataset)``, so
+that evaluation can average probabilities over windows and flips before deciding; DSSPN decides top-down inside
+``predict`` and has none.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from typing import Any
+
 import torch
 from torch import nn
 
-from hierseg.models.layers import resize
-from hierseg.models.outputs import Outputs
+from hierseg.models.backbone import Backbone
+from hierseg.models.layers import count_params, resize
+from hierseg.models.outputs import DatasetClasses, Outputs, RawClasses
+from hierseg.taxonomy.labelspace import TREE
+
+CLASSES = "classes"  # the label space of a raw-class model given no dataset: its class indices
 
 
-class FlatSegmenter(nn.Module):
+class Segmenter(nn.Module, ABC):
+    """A segmentation model as the engine sees it; see the module docstring."""
+
+    @property
+    @abstractmethod
+    def label_spaces(self) -> tuple[str, ...]:
+        """Datasets whose ids :meth:`predict` can give (empty: raw class indices only)."""
+
+    @property
+    def default_space(self) -> str:
+        """What :meth:`predict` gives without a dataset: ``"tree"`` (concept indices), ``"classes"`` (raw class
+        indices) or the one dataset a single-dataset model predicts."""
+        return TREE
+
+    @property
+    def raw_classes(self) -> int | None:
+        """The number of raw classes of a model whose default space is ``"classes"``; None otherwise."""
+        return None
+
+    @property
+    def has_class_scores(self) -> bool:
+        """Whether :meth:`class_scores` and :meth:`decode` exist (score averaging over windows and flips)."""
+        return False
+
+    @abstractmethod
+    def forward(self, image: torch.Tensor, label: torch.Tensor, dataset: str | None = None) -> dict[str, torch.Tensor]:
+        """The loss terms for ``label``: ``{"loss": scalar, **named terms}``."""
+
+    @abstractmethod
+    def predict(self, image: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
+        """``(B, H, W)`` int64 ids of ``dataset``, or of :attr:`default_space` without one."""
+
+    def class_scores(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` class scores at the image's size (models with :attr:`has_class_scores`)."""
+        raise NotImplementedError(f"{type(self).__name__} predicts labels only; it has no class scores")
+
+    def decode(self, scores: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
+        """Ids of ``dataset`` (or :attr:`default_space`) from :meth:`class_scores`-shaped log-probabilities."""
+        raise NotImplementedError(f"{type(self).__name__} predicts labels only; it has no class scores")
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``backbone``: the parameters under ``self.backbone``; ``head``: every other one."""
+        backbone = [p for n, p in self.named_parameters() if n.startswith("backbone.")]
+        head = [p for n, p in self.named_parameters() if not n.startswith("backbone.")]
+        return {"backbone": backbone, "head": head}
+
+    def describe(self, dataset: str | None = None) -> dict[str, Any]:
+        """Figures for ``hierseg models info``: the backbone and parameter counts (families add their own)."""
+        info: dict[str, Any] = {}
+        backbone = getattr(self, "backbone", None)
+        if isinstance(backbone, Backbone):
+            info.update(backbone=backbone.name, output_stride=backbone.output_stride, weights=backbone.weights.source)
+        groups = self.param_groups()
+        info["params"] = count_params(self)
+        info["backbone_params"] = count_params(groups["backbone"])
+        info["head_params"] = count_params(groups["head"])
+        return info
+
+
+class FlatSegmenter(Segmenter):
     """Base of the flat models: subclasses define :meth:`scores`; losses and decoding come from ``outputs``."""
 
     def __init__(self, outputs: Outputs) -> None:
@@ -33,6 +102,22 @@ class FlatSegmenter(nn.Module):
     @property
     def label_spaces(self) -> tuple[str, ...]:
         return self.outputs.datasets
+
+    @property
+    def default_space(self) -> str:
+        if isinstance(self.outputs, RawClasses):
+            return CLASSES
+        if isinstance(self.outputs, DatasetClasses):
+            return self.outputs.dataset
+        return TREE
+
+    @property
+    def raw_classes(self) -> int | None:
+        return self.outputs.num_outputs if isinstance(self.outputs, RawClasses) else None
+
+    @property
+    def has_class_scores(self) -> bool:
+        return True
 
     def scores(self, image: torch.Tensor) -> list[tuple[str, torch.Tensor, float]]:
         """``[(name, logits, weight), ...]``: the main prediction first, then auxiliary (deeply supervised) ones.
@@ -45,18 +130,23 @@ class FlatSegmenter(nn.Module):
         terms = {f"loss_{name}": w * self.outputs.loss(logits, label, dataset) for name, logits, w in self.scores(image)}
         return {"loss": torch.stack(list(terms.values())).sum(), **terms}
 
-    def forward(self, image: torch.Tensor, label: torch.Tensor | None = None,
-                dataset: str | None = None) -> dict[str, torch.Tensor]:
-        if label is not None:
-            return self.loss_terms(image, label, dataset)
-        return {"logits": resize(self.scores(image)[0][1], image.shape[-2:])}
+    def forward(self, image: torch.Tensor, label: torch.Tensor, dataset: str | None = None) -> dict[str, torch.Tensor]:
+        return self.loss_terms(image, label, dataset)
+
+    def class_scores(self, image: torch.Tensor) -> torch.Tensor:
+        return resize(self.scores(image)[0][1], image.shape[-2:])
+
+    def decode(self, scores: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
+        return self.outputs.decode(scores, dataset)
 
     @torch.no_grad()
     def predict(self, image: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
-        logits = resize(self.scores(image)[0][1], image.shape[-2:])
-        return self.outputs.decode(logits, dataset)
+        return self.decode(self.class_scores(image), dataset)
 
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        backbone = [p for n, p in self.named_parameters() if n.startswith("backbone.")]
-        head = [p for n, p in self.named_parameters() if not n.startswith("backbone.")]
-        return {"backbone": backbone, "head": head}
+    def family_figures(self) -> dict[str, Any]:
+        """A family's own figures for :meth:`describe` (PDN: its Table 1 weight count)."""
+        return {}
+
+    def describe(self, dataset: str | None = None) -> dict[str, Any]:
+        return {**super().describe(dataset), **self.family_figures(), "outputs": self.outputs.num_outputs,
+                "label_spaces": ",".join(self.label_spaces) or "raw classes"}

@@ -96,18 +96,23 @@ class NeuronBlock(nn.Module):
     """One semantic neuron: ReLU-Conv1x1(4m)-ReLU-Conv3x3(m) on its inputs, then the 1x1 prediction layer.
 
     ``inputs`` are already rectified (the transition and every neuron end in a ReLU), so the leading ReLU of the
-    paper's block is the identity here and is folded away.
+    paper's block is the identity here and is folded away. ``combine="sum"`` (an ablation) adds the inputs, all of
+    them ``m`` channels wide, instead of concatenating them.
     """
 
-    def __init__(self, in_channels: int, m: int, children: int, memory_efficient: bool = True) -> None:
+    def __init__(self, in_channels: int, m: int, children: int, memory_efficient: bool = True,
+                 combine: str = "concat") -> None:
         super().__init__()
         self.reduce = nn.Conv2d(in_channels, 4 * m, 1)
         self.conv = nn.Conv2d(4 * m, m, 3, padding=1)
         self.predict = nn.Conv2d(m, children, 1)
         self.memory_efficient = memory_efficient
+        self.combine = combine
 
     def features(self, inputs: Sequence[torch.Tensor], rows: Sequence[Rows]) -> torch.Tensor:
-        if self.memory_efficient and torch.is_grad_enabled():
+        if self.combine == "sum":
+            x = self.reduce(sum(gather(f, r) for f, r in zip(inputs, rows, strict=True)))
+        elif self.memory_efficient and torch.is_grad_enabled():
             x = GatherConcatConv.apply(self.reduce.weight, self.reduce.bias, tuple(rows), *inputs)
         else:
             x = self.reduce(torch.cat([gather(f, r) for f, r in zip(inputs, rows, strict=True)], 1))

@@ -25,10 +25,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from torch import nn
 
 from hierseg.core.errors import HiersegError
 from hierseg.models.backbone import Backbone
+from hierseg.models.base import Segmenter
 from hierseg.models.layers import ASPP, count_params
 from hierseg.models.neuron_head import NeuronHead, head_parameter_count, subsample
 from hierseg.models.registry import register_model
@@ -40,8 +40,8 @@ __all__ = ["DSSPN", "NeuronHead", "dsspn_resnet18", "dsspn_resnet50", "dsspn_res
            "subsample"]
 
 
-class DSSPN(nn.Module):
-    """DSSPN on a timm backbone; see the module docstring. Follows :mod:`hierseg.models.base`'s contract."""
+class DSSPN(Segmenter):
+    """DSSPN on a timm backbone; see the module docstring."""
 
     def __init__(self, taxonomy: Any = None, backbone: str = "resnet101", backbone_weights: str | None = None,
                  frozen_bn: bool = False, output_stride: int = 8, m0: int = 256, m: int = 48, dense: bool = True,
@@ -78,14 +78,10 @@ class DSSPN(nn.Module):
         loss, prop = self.head.loss(h0, label, dataset, self.structure, self.supervision, self.weighting)
         return {"loss": loss, "neurons": torch.tensor(float(len(prop.rows)))}
 
-    def forward(self, image: torch.Tensor, label: torch.Tensor | None = None,
-                dataset: str | None = None) -> dict[str, torch.Tensor]:
-        h0 = self.root_features(image)
-        if label is None:
-            return {"concepts": self.infer(h0, image.shape[-2:], dataset)}
+    def forward(self, image: torch.Tensor, label: torch.Tensor, dataset: str | None = None) -> dict[str, torch.Tensor]:
         if dataset is None:
             raise HiersegError("DSSPN needs the dataset of a labelled batch (its ids and concept mask)")
-        return self.head_loss(h0, label, dataset)
+        return self.head_loss(self.root_features(image), label, dataset)
 
     def _check_dataset(self, dataset: str | None) -> None:
         if dataset is not None and dataset not in self.label_spaces:
@@ -126,11 +122,11 @@ class DSSPN(nn.Module):
         concepts = self.infer(self.root_features(image), image.shape[-2:], dataset)
         return self._plan_on(dataset, concepts.device).label[concepts]
 
-    def structure_info(self, dataset: str | None = None) -> dict[str, Any]:
-        """Figures for ``hierseg models info``: the neuron graph's size, and what ``dataset`` supervises."""
+    def describe(self, dataset: str | None = None) -> dict[str, Any]:
+        """Parameter counts, the neuron graph's size, and what ``dataset`` supervises."""
         info: dict[str, Any] = {
-            "concepts": len(self.graph.concepts), "neurons": len(self.graph), "max_depth": self.graph.taxonomy.max_depth,
-            "self_outputs": sum(n.has_self for n in self.graph.neurons),
+            **super().describe(dataset), "concepts": len(self.graph.concepts), "neurons": len(self.graph),
+            "max_depth": self.graph.taxonomy.max_depth, "self_outputs": sum(n.has_self for n in self.graph.neurons),
             "neuron_params": count_params(self.head), "transition_params": count_params(self.transition),
             "m0": self.head.m0, "m": self.head.m, "structure": self.structure, "inference": self.inference}
         if dataset is not None:
@@ -138,11 +134,6 @@ class DSSPN(nn.Module):
             info["dataset_neurons"] = int(self.graph.mask(dataset).active.sum())
             info["unpredictable_labels"] = list(self.plan(dataset).unpredictable(self.graph))
         return info
-
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        backbone = list(self.backbone.parameters())
-        ids = {id(p) for p in backbone}
-        return {"backbone": backbone, "head": [p for p in self.parameters() if id(p) not in ids]}
 
 
 def _dsspn(backbone: str, **kwargs: Any) -> DSSPN:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hierseg.core.errors import HiersegError
-from hierseg.models.dense_block import NeuronBlock, Rows, as_rows, gather
+from hierseg.models.dense_block import NeuronBlock, Rows, as_rows
 from hierseg.taxonomy.neurons import IGNORE_INDEX, NeuronGraph
 from hierseg.taxonomy.subgraph import activated_batch
 
@@ -55,7 +55,7 @@ class NeuronHead(nn.Module):
         self.m0, self.m, self.dense, self.combine, self.classifier = m0, m, dense, combine, classifier
         self.root_projection = nn.Conv2d(m0, m, 1) if combine == "sum" else None
         self.neurons = nn.ModuleList(
-            NeuronBlock(self.in_channels(n.index), m, len(n.outputs), memory_efficient and combine == "concat")
+            NeuronBlock(self.in_channels(n.index), m, len(n.outputs), memory_efficient and combine == "concat", combine)
             for n in graph.neurons)
         self._device_tables: dict[tuple[str, ...], torch.Tensor] = {}
 
@@ -91,13 +91,7 @@ class NeuronHead(nn.Module):
             positions: dict[int, np.ndarray]) -> torch.Tensor:
         """Run neuron ``n`` on batch ``rows`` (its ancestors already ran on supersets); record and return logits."""
         inputs, picks = self._inputs(n, root, prop, rows, positions)
-        block = self.neurons[n]
-        if self.combine == "sum":
-            x = sum(gather(f, r) for f, r in zip(inputs, picks, strict=True))
-            h = F.relu(block.conv(F.relu(block.reduce(x))))
-            logits = block.predict(h)
-        else:
-            h, logits = block(inputs, picks)
+        h, logits = self.neurons[n](inputs, picks)
         prop.rows[n], prop.features[n] = rows, h
         pos = np.full(root.shape[0], -1, dtype=np.int64)
         pos[rows] = np.arange(len(rows))

@@ -202,6 +202,9 @@ class PDN(FlatSegmenter):
         """Table 1 weights (no biases) of all diffusion modules together."""
         return sum(block.module.weight_count() for block in self.blocks)
 
+    def family_figures(self) -> dict[str, Any]:
+        return {"diffusion_weights": self.diffusion_weight_count()}
+
     def scores(self, image: torch.Tensor) -> list[tuple[str, torch.Tensor, float]]:
         body = self.backbone.body
         x = body.maxpool(body.act1(body.bn1(body.conv1(image))))

@@ -1,4 +1,10 @@
-"""timm-style model registry: ``@register_model`` entry points, :func:`create_model`, :func:`list_models`."""
+"""timm-style model registry: ``@register_model`` entry points, :func:`create_model`, :func:`list_models`, and what
+the engine and the CLI ask of a model before building it (its arguments, its backbone weights) or instead of
+training it (:func:`model_info`).
+
+Together with :class:`hierseg.models.base.Segmenter` this module is all the engine and the CLI import from
+:mod:`hierseg.models`.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,24 @@ import fnmatch
 import inspect
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from torch import nn
+import torch
 
 from hierseg.core.errors import HiersegError
+from hierseg.models.arguments import ArgumentError, check_arguments
+from hierseg.models.backbone import weights_source
+from hierseg.models.base import Segmenter
 
-_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
+__all__ = ["ArgumentError", "accepted_arguments", "build", "check_backbone_weights", "check_model_arguments",
+           "create_model", "entrypoint", "list_models", "model_family", "model_info", "register_model"]
+
+_ENTRYPOINTS: dict[str, Callable[..., Segmenter]] = {}
 _FAMILY: dict[str, str] = {}
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+def register_model(fn: Callable[..., Segmenter]) -> Callable[..., Segmenter]:
     """Register an entry point under its function name; its module name is the model family."""
     name = fn.__name__
     if name in _ENTRYPOINTS:
@@ -36,7 +49,7 @@ def model_family(name: str) -> str:
     return _FAMILY[_entrypoint_name(name)]
 
 
-def entrypoint(name: str) -> Callable[..., nn.Module]:
+def entrypoint(name: str) -> Callable[..., Segmenter]:
     return _ENTRYPOINTS[_entrypoint_name(name)]
 
 
@@ -48,7 +61,7 @@ def _entrypoint_name(name: str) -> str:
     return name
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, **kwargs: Any) -> Segmenter:
     """Build a registered model: ``create_model("dsspn_resnet101", taxonomy=tax, backbone_weights="r101.pth")``.
 
     Keyword arguments override the entry point's defaults; an unknown one is a :class:`HiersegError` that lists the
@@ -59,10 +72,8 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise HiersegError(f"model {name!r} has no argument {unknown[0]!r}; it accepts: {', '.join(accepted)}")
-    from hierseg.models.arguments import check_arguments
-
     try:
-        check_arguments(name, kwargs)
+        check_arguments(fn, kwargs)
     except HiersegError as exc:
         raise HiersegError(f"model {name!r}: {exc}") from None
     return fn(**kwargs)
@@ -77,3 +88,34 @@ def accepted_arguments(name: str) -> list[str]:
         names += [p for p, v in inspect.signature(cls).parameters.items()
                   if v.kind is not v.VAR_KEYWORD and p not in names]
     return names
+
+
+def check_model_arguments(name: str, kwargs: dict[str, Any]) -> None:
+    """Raise :class:`ArgumentError` (``key``, ``reason``) for the first of ``kwargs`` of the wrong type or range."""
+    check_arguments(entrypoint(name), kwargs)
+
+
+def check_backbone_weights(weights: str | Path) -> None:
+    """A one-line error unless ``weights`` names a local file or hub weights (nothing is downloaded here)."""
+    weights_source(weights)
+
+
+def build(name: str, kwargs: dict[str, Any], device: str = "meta") -> Segmenter:
+    """Build on the meta device (no memory, no initialisation cost) or the CPU."""
+    with torch.device(device):
+        return create_model(name, **kwargs)
+
+
+def model_info(name: str, overrides: dict[str, Any] | None = None, dataset: str | None = None,
+               device: str = "meta") -> dict[str, Any]:
+    """``hierseg models info``: the model's name and family, then what it describes of itself (parameter counts and
+    each family's own figures), as a flat dict; a flat model is built for ``dataset`` unless told otherwise."""
+    kwargs = dict(overrides or {})
+    accepted = accepted_arguments(name)
+    if dataset is not None and "datasets" in accepted and "datasets" not in kwargs and "num_classes" not in kwargs:
+        kwargs["datasets"] = [dataset]
+    model = build(name, kwargs, device)
+    info = {"model": name, "family": model_family(name), **model.describe(dataset)}
+    if dataset is not None and dataset not in model.label_spaces:
+        raise HiersegError(f"model {name!r} cannot predict {dataset!r}")
+    return info

@@ -6,7 +6,7 @@ import json
 
 from hierseg.models import list_models
 from hierseg.models.dsspn import head_parameter_count
-from hierseg.models.info import build
+from hierseg.models.registry import build
 from tests.conftest import run_cli
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from hierseg.core.errors import HiersegError
 from hierseg.models import create_model
-from hierseg.models.arguments import ArgumentError, check_arguments
+from hierseg.models.registry import ArgumentError, check_model_arguments
 
 
 @pytest.mark.parametrize(("name", "kwargs", "message"), [
@@ -27,7 +27,7 @@ from hierseg.models.arguments import ArgumentError, check_arguments
 ])
 def test_bad_keywords_are_refused_before_building(name, kwargs, message):
     with pytest.raises(ArgumentError) as info:
-        check_arguments(name, kwargs)
+        check_model_arguments(name, kwargs)
     assert str(info.value) == message
     with pytest.raises(HiersegError) as info:
         create_model(name, **kwargs)
@@ -35,7 +35,7 @@ def test_bad_keywords_are_refused_before_building(name, kwargs, message):
 
 
 def test_good_keywords_pass_and_build():
-    check_arguments("dsspn_resnet18", {"m": 48, "m0": 256, "dense": False, "combine": "sum", "output_stride": 16})
-    check_arguments("spgnet_resnet18", {"ohem_keep": 1, "ohem_threshold": None, "datasets": ["cityscapes"]})
+    check_model_arguments("dsspn_resnet18", {"m": 48, "m0": 256, "dense": False, "combine": "sum", "output_stride": 16})
+    check_model_arguments("spgnet_resnet18", {"ohem_keep": 1, "ohem_threshold": None, "datasets": ["cityscapes"]})
     model = create_model("deeplab_resnet18", num_classes=3, aspp_channels=8, aspp_rates=(1, 2))
     assert model.outputs.num_outputs == 3

@@ -41,7 +41,7 @@ def test_head_is_dsspn_transition_then_a_1x1_classifier(image):
     (name, logits, weight), = model.scores(image)
     assert name == "main" and weight == 1.0
     assert logits.shape == (2, 5, 17, 17)  # 1/8 of 129, rounded up by the stride-2 convolutions
-    assert model(image)["logits"].shape == (2, 5, 129, 129)
+    assert model.class_scores(image).shape == (2, 5, 129, 129)
     predicted = model.predict(image)
     assert predicted.shape == (2, 129, 129) and 0 <= int(predicted.min()) and int(predicted.max()) < 5
 

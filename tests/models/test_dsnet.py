@@ -170,7 +170,7 @@ def test_aux_loss_is_weighted_and_optional(image: torch.Tensor) -> None:
 def test_eval_predicts_on_odd_sizes(small: DSNet) -> None:
     small.eval()
     image = torch.randn(1, 3, 65, 99)
-    assert small(image)["logits"].shape == (1, NUM_CLASSES, 65, 99)
+    assert small.class_scores(image).shape == (1, NUM_CLASSES, 65, 99)
     pred = small.predict(image)
     assert pred.shape == (1, 65, 99) and pred.dtype == torch.int64
     assert 0 <= int(pred.min()) and int(pred.max()) < NUM_CLASSES

@@ -12,8 +12,8 @@ import torch
 from hierseg.core.errors import HiersegError
 from hierseg.models import create_model
 from hierseg.models.dsspn import DSSPN, NeuronHead, head_parameter_count, subsample
-from hierseg.models.info import model_info
 from hierseg.models.memory import saved_activations
+from hierseg.models.registry import model_info
 from hierseg.taxonomy import NeuronGraph, Taxonomy, load_spec
 from tests.taxonomy.toy import toy_taxonomy
 

@@ -119,7 +119,7 @@ def test_train_step_resnet18():
     assert all(p.grad is not None for p in model.parameters())
     model.eval()
     assert [name for name, _, _ in model.scores(image)] == ["main"]
-    assert model(image)["logits"].shape == (2, 5, 129, 129)
+    assert model.class_scores(image).shape == (2, 5, 129, 129)
     pred = model.predict(image)
     assert pred.shape == (2, 129, 129) and 0 <= int(pred.min()) and int(pred.max()) < 5
 

@@ -100,7 +100,7 @@ def test_forward_backward_on_an_odd_size(r18: SPGNet) -> None:
     r18.eval()
     main, stage1 = r18.scores(image)
     assert main[0] == "main" and main[1].shape == stage1[1].shape == (2, 19, 33, 33)  # 1/4 resolution
-    assert r18(image)["logits"].shape == (2, 19, 129, 129)
+    assert r18.class_scores(image).shape == (2, 19, 129, 129)
     pred = r18.predict(image)
     assert pred.shape == (2, 129, 129) and pred.dtype == torch.int64 and 0 <= pred.min() and pred.max() < 19
 

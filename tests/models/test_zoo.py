@@ -60,7 +60,7 @@ def test_deep_variants_build_and_run_on_the_meta_device(name):
         image, label = torch.empty(*IMAGE), torch.zeros(IMAGE[:1] + IMAGE[2:], dtype=torch.long)
         assert model(image, label)["loss"].shape == ()
         model.eval()
-        assert model(image)["logits"].shape == (2, CLASSES, *IMAGE[2:])
+        assert model.class_scores(image).shape == (2, CLASSES, *IMAGE[2:])
 
 
 @pytest.mark.parametrize("name", SMALL)
@@ -84,7 +84,7 @@ def test_forward_backward_and_predict(name):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     model.eval()
     with torch.no_grad():
-        logits = model(image)["logits"]
+        logits = model.class_scores(image)
     assert logits.shape == (2, CLASSES, *IMAGE[2:])
     predicted = model.predict(image)
     assert predicted.shape == label.shape and predicted.dtype == torch.int64
