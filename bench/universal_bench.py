@@ -33,6 +33,7 @@ reports images per second and peak memory.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import tempfile
@@ -215,6 +216,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=[*ARMS, "all"])
+    parser.add_argument("--save", type=Path, help="write every arm's figures to this JSON file as they come")
+    parser.add_argument("--load", type=Path, nargs="*", default=[],
+                        help="report these saved runs together with this one (arms run apart, same settings)")
     args = parser.parse_args()
     for key, value in BUDGETS[args.budget].items():
         if getattr(args, key) is None:
@@ -240,21 +244,40 @@ def main() -> None:
         print(f"  shared {ds}: {len(subsets.shared[ds])} classes; nested: {names(ds, subsets.nested[ds])}")
     print(f"  lane ({MV}): {names(MV, subsets.lane)}\n  reverse ({CS}): {names(CS, subsets.reverse)}\n")
 
-    results: dict[tuple[str, str, int], dict[str, float]] = {}
+    results = load_results(args.load)
+    arms += [ARMS[name] for name in sorted({a for a, _, _ in results} - {arm.name for arm in arms}, key=list(ARMS).index)]
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             for ds in sorted({ds for arm in arms for ds in arm.datasets}):
                 synthesize(ds, root / ds, n=args.n, size=args.size, seed=seed)
             for arm in arms:
+                if any(key[0] == arm.name and key[2] == seed for key in results):
+                    continue  # loaded
                 model = build(arm, args, seed)
                 timing = train(model, arm, root, args, seed)
                 for rule, row in score(model, arm, root, subsets, args).items():
                     results[(arm.name, rule, seed)] = {**row, **timing}
                     print(f"  seed {seed} {arm.name} {rule}: " + ", ".join(
                         f"{k} {100 * v:.1f}" for k, v in row.items() if not math.isnan(v)), flush=True)
+                if args.save is not None:
+                    save_results(args.save, results)
     report(results, arms)
     print(f"\nwall time {time.perf_counter() - wall:.0f} s")
+
+
+def save_results(path: Path, results: dict[tuple[str, str, int], dict[str, float]]) -> None:
+    rows = [{"arm": arm, "rule": rule, "seed": seed, **row} for (arm, rule, seed), row in sorted(results.items())]
+    path.write_text(json.dumps(rows, indent=1, allow_nan=True))
+
+
+def load_results(paths: list[Path]) -> dict[tuple[str, str, int], dict[str, float]]:
+    results: dict[tuple[str, str, int], dict[str, float]] = {}
+    for path in paths:
+        for row in json.loads(path.read_text()):
+            key = (row.pop("arm"), row.pop("rule"), row.pop("seed"))
+            results[key] = {k: float(v) for k, v in row.items()}
+    return results
 
 
 def names(dataset: str, ids: tuple[int, ...]) -> str:
