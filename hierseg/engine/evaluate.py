@@ -35,14 +35,13 @@ from hierseg.core.errors import HiersegError
 from hierseg.data.layouts import FOLDER, layout, layout_name
 from hierseg.engine.distributed import default_device, evaluating, rank_and_world_size, unwrap
 from hierseg.engine.metrics import ConfusionMatrix, EvalClasses, Metrics, compute_metrics
-from hierseg.models.outputs import DatasetClasses, Outputs, RawClasses
+from hierseg.models.base import CLASSES, Segmenter
 from hierseg.taxonomy.labelspace import TREE
 from hierseg.taxonomy.specs import DATASETS
 from hierseg.taxonomy.tree import Taxonomy
 
 MODES = ("whole", "slide")
 MAX_PIXELS = 2048 * 2048  # Cityscapes (2048x1024), ADE20K and COCO run whole; larger images slide
-CLASSES = "classes"  # the label space of a raw-class model given no dataset: its class indices
 
 
 @dataclass(frozen=True)
@@ -71,27 +70,17 @@ class InferenceOptions:
         return self.stride or max(1, self.crop * 2 // 3)
 
 
-def flat_outputs(model: nn.Module) -> Outputs | None:
-    outputs = getattr(model, "outputs", None)
-    return outputs if isinstance(outputs, Outputs) else None
-
-
-def resolve_space(model: nn.Module, dataset: str | None) -> str:
+def resolve_space(model: Segmenter, dataset: str | None) -> str:
     """The label space predictions will be in: ``dataset``, the tree, or raw class indices.
 
     No dataset means the model's only dataset for a single-dataset flat model, raw class indices for a raw-class
     model, and the tree for a universal model (several datasets, or a model that is not flat, like DSSPN).
     """
-    outputs = flat_outputs(model)
-    spaces = tuple(getattr(model, "label_spaces", ()))
+    spaces = tuple(model.label_spaces)
     if dataset is None:
-        if isinstance(outputs, RawClasses):
-            return CLASSES
-        if isinstance(outputs, DatasetClasses):
-            return outputs.dataset
-        return TREE
+        return model.default_space
     if dataset == TREE:
-        if isinstance(outputs, RawClasses | DatasetClasses):
+        if model.default_space != TREE:
             raise HiersegError(f"this checkpoint predicts {', '.join(spaces) or 'raw class indices'}, not tree "
                                "concepts; pass --dataset with one of its datasets")
         return TREE
@@ -106,24 +95,25 @@ def resolve_space(model: nn.Module, dataset: str | None) -> str:
 class Predictor:
     """Label ids of one label space (a dataset, ``tree`` or ``classes``) for a batch of normalised images."""
 
-    def __init__(self, model: nn.Module, space: str, options: InferenceOptions | None = None,
+    def __init__(self, model: Segmenter | nn.Module, space: str, options: InferenceOptions | None = None,
                  taxonomy: Taxonomy | None = None) -> None:
         self.model = unwrap(model)
         self.space = space
         self.options = options or InferenceOptions()
-        self.outputs = flat_outputs(self.model)
+        self.scored = self.model.has_class_scores  # class scores: averaged over windows and flips before deciding
         self.dataset = None if space in (TREE, CLASSES) else space
         self.slid = 0  # images above max_pixels, run in windows whatever the mode
         self._class_ids: torch.Tensor | None = None
-        if isinstance(self.outputs, RawClasses) and self.dataset is not None:
+        raw = self.model.raw_classes
+        if raw is not None and self.dataset is not None:
             # A raw-class model's class c is the dataset's c-th evaluated label: Cityscapes' trainIds, ADE20K's
             # ids minus one, COCO-Stuff's 171 and Mapillary's 65 in id order, the papers' conventions.
             ids = EvalClasses.of(self.dataset, taxonomy).ids
-            if self.outputs.num_outputs != len(ids):
-                raise HiersegError(f"this checkpoint has {self.outputs.num_outputs} raw classes but {self.dataset} "
+            if raw != len(ids):
+                raise HiersegError(f"this checkpoint has {raw} raw classes but {self.dataset} "
                                    f"evaluates {len(ids)}; it cannot be scored in {self.dataset}'s ids")
             self._class_ids = torch.tensor(ids, dtype=torch.int64)
-        if self.options.flip and self.outputs is None:
+        if self.options.flip and not self.scored:
             raise HiersegError("flip averaging needs class scores; this model only predicts labels (drop --flip)")
         self._background = self._background_lut(taxonomy)
         if self._background is not None:
@@ -134,7 +124,7 @@ class Predictor:
         dataset id, with every concept the dataset does not label on the background. A model that predicts the tree
         (DSSPN, universal outputs) then says "background" where it sees road or sky, as the dataset's benchmark asks;
         restricted to the dataset's own labels it never could."""
-        if self.dataset is None or taxonomy is None or isinstance(self.outputs, RawClasses | DatasetClasses):
+        if self.dataset is None or taxonomy is None or self.model.default_space != TREE:
             return None
         background = taxonomy.artifact.get("datasets", {}).get(self.dataset, {}).get("background")
         if background is None:
@@ -162,7 +152,7 @@ class Predictor:
                               "bounded (--max-pixels, --short or --mode slide choose otherwise)", stacklevel=2)
             self.slid += image.shape[0]
         whole = mode == "whole" and not self.options.flip
-        if self.outputs is not None and not large and not (whole and size == (height, width)):
+        if self.scored and not large and not (whole and size == (height, width)):
             ids = self._from_scores(image, size, mode)
         else:
             ids = self._from_ids(image, size, mode)
@@ -201,11 +191,11 @@ class Predictor:
             probs = F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
         # log of the averaged probabilities is a valid logit vector (its softmax gives them back), so any decode,
         # plain argmax or a sum of leaf probabilities per dataset label, sees the average it expects.
-        return self.outputs.decode(probs.clamp_min(1e-12).log(), self.dataset)
+        return self.model.decode(probs.clamp_min(1e-12).log(), self.dataset)
 
     def _window_ids(self, window: torch.Tensor) -> torch.Tensor:
-        if self.outputs is not None and self.options.flip:
-            return self.outputs.decode(self._probabilities(window).clamp_min(1e-12).log(), self.dataset)
+        if self.scored and self.options.flip:
+            return self.model.decode(self._probabilities(window).clamp_min(1e-12).log(), self.dataset)
         return self.model.predict(window, self.dataset)
 
     def _from_ids(self, image: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:

@@ -22,7 +22,7 @@ from hierseg.core.io import atomic_write_bytes
 from hierseg.data.readers import IMAGE_SUFFIXES, read_image
 from hierseg.data.transforms import EvalTransform
 from hierseg.engine.distributed import default_device, evaluating, unwrap
-from hierseg.engine.evaluate import CLASSES, InferenceOptions, Predictor, flat_outputs, resolve_space
+from hierseg.engine.evaluate import CLASSES, InferenceOptions, Predictor, resolve_space
 from hierseg.engine.palette import Palette, overlay, palette, present_values
 from hierseg.taxonomy.annotations import encode_label
 from hierseg.taxonomy.labelspace import TREE
@@ -78,8 +78,7 @@ def predict_images(model: nn.Module, inputs: Sequence[str | Path], out: str | Pa
     images = collect_images(inputs)
     module = unwrap(model)
     space = resolve_space(module, dataset)
-    outputs = flat_outputs(module)
-    pal = palette(space, taxonomy, outputs.num_outputs if space == CLASSES and outputs is not None else None)
+    pal = palette(space, taxonomy, module.raw_classes if space == CLASSES else None)
     dtype = label_dtype(space, pal)
     device = torch.device(device) if device is not None else default_device()
     transform = EvalTransform((options or InferenceOptions()).short)

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from hierseg.core.errors import HiersegError
 from hierseg.data.synth import synthesize
 from hierseg.engine.evaluate import Predictor, evaluate, resolve_space, resolve_split
 from hierseg.engine.metrics import EvalClasses
 from hierseg.engine.palette import palette
+from hierseg.models.base import Segmenter
 from hierseg.taxonomy import NeuronGraph, Taxonomy
 from hierseg.taxonomy.extend import extend_artifact, load_addition
 from hierseg.taxonomy.specs import SPEC_DIR
@@ -25,14 +25,21 @@ def voc(artifact, wordnet) -> Taxonomy:
     return Taxonomy(extend_artifact(artifact, [load_addition(SPEC_DIR / "pascal_voc.yaml")], wordnet))
 
 
-class TreeStub(nn.Module):
+class TreeStub(Segmenter):
     """Predicts fixed tree concepts: the left half one concept, the right half another; records what it was asked."""
 
     def __init__(self, taxonomy: Taxonomy, left: str, right: str) -> None:
         super().__init__()
         graph = NeuronGraph(taxonomy)
         self.left, self.right = graph.concept_index[left], graph.concept_index[right]
-        self.label_spaces, self.asked = taxonomy.datasets, []
+        self.spaces, self.asked = tuple(taxonomy.datasets), []
+
+    @property
+    def label_spaces(self) -> tuple[str, ...]:
+        return self.spaces
+
+    def forward(self, image, label, dataset=None):
+        raise NotImplementedError("evaluation only")
 
     def predict(self, image: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
         self.asked.append(dataset)

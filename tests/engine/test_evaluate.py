@@ -18,7 +18,7 @@ from hierseg.data.synth import synthesize
 from hierseg.data.transforms import sliding_windows
 from hierseg.engine.evaluate import InferenceOptions, Predictor, evaluate, resolve_space, resolve_split
 from hierseg.engine.metrics import EvalClasses
-from hierseg.models.base import FlatSegmenter
+from hierseg.models.base import FlatSegmenter, Segmenter
 from hierseg.models.outputs import make_outputs
 from hierseg.taxonomy.annotations import read_label
 
@@ -37,12 +37,21 @@ def labels(root) -> list[np.ndarray]:
     return [read_label(pair.label).astype(np.int64) for pair in official("cityscapes", root, "val").pairs]
 
 
-class Oracle(nn.Module):
+class LabelsOnly(Segmenter):
+    """A Cityscapes model that predicts labels only (no class scores), for evaluation."""
+
+    label_spaces = ("cityscapes",)
+
+    def forward(self, image, label, dataset=None):
+        raise NotImplementedError("evaluation only")
+
+
+class Oracle(LabelsOnly):
     """Predicts each sample's ground truth, in reading order (batch size 1)."""
 
     def __init__(self, labels: list[np.ndarray]) -> None:
         super().__init__()
-        self.labels, self.calls, self.label_spaces = labels, 0, ("cityscapes",)
+        self.labels, self.calls = labels, 0
 
     def predict(self, image: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
         assert dataset == "cityscapes" and not self.training
@@ -51,19 +60,17 @@ class Oracle(nn.Module):
         return label
 
 
-class Constant(nn.Module):
+class Constant(LabelsOnly):
     def __init__(self, value: int) -> None:
         super().__init__()
-        self.value, self.label_spaces = value, ("cityscapes",)
+        self.value = value
 
     def predict(self, image: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
         return torch.full((image.shape[0], *image.shape[-2:]), self.value, dtype=torch.int64)
 
 
-class WindowIndex(nn.Module):
+class WindowIndex(LabelsOnly):
     """Labels only (no scores): every call predicts its own call number, to see which window each pixel came from."""
-
-    label_spaces = ("cityscapes",)
 
     def __init__(self) -> None:
         super().__init__()

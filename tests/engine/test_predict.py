@@ -12,7 +12,7 @@ from hierseg.core.errors import HiersegError
 from hierseg.data.transforms import EvalTransform
 from hierseg.engine.palette import dataset_palette, overlay, palette, stable_color
 from hierseg.engine.predict import collect_images, predict_images
-from hierseg.models.base import FlatSegmenter
+from hierseg.models.base import FlatSegmenter, Segmenter
 from hierseg.models.outputs import make_outputs
 from hierseg.taxonomy import NeuronGraph, Taxonomy, load_spec
 from hierseg.taxonomy.annotations import read_label
@@ -28,7 +28,7 @@ class Pointwise(FlatSegmenter):
         return [("main", self.conv(image) * 10, 1.0)]
 
 
-class Universal(nn.Module):
+class Universal(Segmenter):
     """Labels only, like DSSPN: tree concept indices without a dataset, the dataset's ids with one."""
 
     label_spaces = ("cityscapes", "mapillary")
@@ -36,6 +36,9 @@ class Universal(nn.Module):
     def __init__(self, concepts: tuple[int, int]) -> None:
         super().__init__()
         self.concepts, self.asked = concepts, []
+
+    def forward(self, image, label, dataset=None):
+        raise NotImplementedError("prediction only")
 
     def predict(self, image, dataset=None):
         self.asked.append(dataset)

@@ -1,0 +1,29 @@
+"""The package's structure, checked on its source: what the engine and the CLI may import from the models."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_CONTRACT = {"hierseg.models.registry", "hierseg.models.base"}
+
+
+def imported_modules(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return names
+
+
+def test_engine_and_cli_know_models_only_through_the_registry_and_the_base_class():
+    offending = []
+    for path in sorted([*(ROOT / "hierseg" / "engine").glob("*.py"), *(ROOT / "cli").glob("*.py")]):
+        for name in imported_modules(path):
+            if name.startswith("hierseg.models") and not any(
+                    name == allowed or name.startswith(f"{allowed}.") for allowed in MODEL_CONTRACT):
+                offending.append(f"{path.relative_to(ROOT)}: {name}")
+    assert offending == []
