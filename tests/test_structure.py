@@ -27,3 +27,14 @@ def test_engine_and_cli_know_models_only_through_the_registry_and_the_base_class
                     name == allowed or name.startswith(f"{allowed}.") for allowed in MODEL_CONTRACT):
                 offending.append(f"{path.relative_to(ROOT)}: {name}")
     assert offending == []
+
+
+def test_no_function_in_the_engine_is_over_60_lines():
+    long = []
+    for path in sorted((ROOT / "hierseg" / "engine").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == []

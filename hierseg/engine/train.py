@@ -21,19 +21,15 @@ generator. Resuming therefore gives the same losses as never stopping.
 
 from __future__ import annotations
 
-import math
 import os
 import random
-import shutil
 import signal
 import sys
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,42 +39,29 @@ import yaml
 from torch import nn
 
 from hierseg.core.errors import HiersegError
-from hierseg.core.io import FolderLock, atomic_write_text, remove_temporaries
+from hierseg.core.io import atomic_write_text
 from hierseg.engine import distributed
-from hierseg.engine.checkpoint import (
-    load_backbone,
-    read_checkpoint,
-    restore_rng_state,
-    rng_state,
-    save_checkpoint,
+from hierseg.engine.checkpoint import load_backbone, read_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from hierseg.engine.config import TrainConfig
+from hierseg.engine.hooks import (
+    Interrupted,
+    MetricsWriter,
+    NaNGuard,
+    PeriodicCheckpoint,
+    ProgressBar,
+    SignalStop,
+    SkippedSamples,
+    StepCallback,
 )
-from hierseg.engine.config import DatasetConfig, TrainConfig, first_difference
-from hierseg.engine.logs import MetricsLog, Progress
+from hierseg.engine.logs import MetricsLog
 from hierseg.engine.optim import build_optimizer, learning_rates, poly_scheduler
-from hierseg.taxonomy.specs import DATASETS
-from hierseg.taxonomy.tree import Taxonomy
+from hierseg.engine.preflight import LAST, RESUME_KEYS, RUN_OUTPUTS, ModelFn, Prepared, claim_run_dir, prepare
+from hierseg.engine.train_loop import HookBase, TrainerBase
 
-LAST = "last.pt"
-# What a run writes besides last.pt and config.yaml: a folder holding any of them is another run's.
-RUN_OUTPUTS = ("model.pt", "metrics.jsonl", "metrics.csv", "finetune", "tensorboard")
-# Sections whose change would make a resumed run a different run; output intervals, workers, precision may change.
-RESUME_KEYS = ("model", "data.datasets", "schedule", "optim", "finetune", "init", "run.seed")
+__all__ = ["LAST", "RESUME_KEYS", "RUN_OUTPUTS", "Interrupted", "ModelFn", "Prepared", "Stage", "StageState",
+           "StepHook", "Trainer", "claim_run_dir", "plan_stages", "prepare", "shutdown_workers", "train"]
 
-ModelFn = Callable[..., nn.Module]
 StepHook = Callable[[dict[str, Any]], None]
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM stopped the run after a step; the resume checkpoint is at ``checkpoint``."""
-
-    def __init__(self, signum: int, checkpoint: Path, stage: str, step: int, total: int) -> None:
-        self.signum, self.checkpoint, self.stage, self.step, self.total = signum, checkpoint, stage, step, total
-        super().__init__(f"interrupted by {signal.Signals(signum).name} at {stage} step {step}/{total}; "
-                         f"checkpoint: {checkpoint} (continue with --resume)")
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
 
 
 @dataclass(frozen=True)
@@ -106,221 +89,6 @@ def plan_stages(config: TrainConfig) -> list[Stage]:
     return stages
 
 
-# ------------------------------------------------------------------------------------------- preflight checks
-
-
-@dataclass
-class Prepared:
-    """Everything checked and listed before the first step: a bad config never starts a run."""
-
-    config: TrainConfig
-    source: str
-    datasets: dict[str, Any]  # name -> SegmentationDataset
-    model_name: str
-    model_kwargs: dict[str, Any]  # JSON-able, as stored in checkpoints
-    taxonomy: Taxonomy | None  # passed as the model's ``taxonomy`` argument and stored in checkpoints
-    model_fn: ModelFn
-    resume: dict[str, Any] | None  # the resume checkpoint
-    resume_stat: tuple[int, int] | None = None  # its size and mtime as read, to notice a writer in between
-
-
-def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
-            model_fn: ModelFn | None = None, overwrite: bool = False) -> Prepared:
-    """Check the model, every path and every dataset split, and the run folder; nothing is written.
-
-    :func:`claim_run_dir` then locks the folder for the run (and checks it again under the lock).
-    """
-
-    def fail(field: str, message: str) -> HiersegError:
-        return HiersegError(f"{source}: {field}: {message}")
-
-    kwargs = dict(config.model.kwargs)
-    if model_fn is None:
-        from hierseg.models.registry import (
-            ArgumentError,
-            accepted_arguments,
-            check_model_arguments,
-            create_model,
-            entrypoint,
-        )
-
-        name = config.model.name
-        try:
-            entrypoint(name)
-        except HiersegError as exc:
-            raise fail("model.name", str(exc)) from None
-        accepted = accepted_arguments(name)
-        for key in kwargs:
-            if key not in accepted:
-                raise fail(f"model.kwargs.{key}", f"{name} has no such argument; it accepts: {', '.join(accepted)}")
-        try:
-            check_model_arguments(name, kwargs)
-        except ArgumentError as exc:
-            raise fail(f"model.kwargs.{exc.key}", exc.reason) from None
-        if "datasets" in accepted and "datasets" not in kwargs and "num_classes" not in kwargs:
-            kwargs["datasets"] = list(config.data.names)  # the label spaces the run trains on
-        if config.model.backbone_weights is not None and "backbone_weights" not in accepted:
-            raise fail("model.backbone_weights", f"{name} takes no backbone_weights")
-
-        model_fn = partial(create_model, name)
-        takes_taxonomy = "taxonomy" in accepted
-    else:
-        takes_taxonomy = "taxonomy" in kwargs
-    taxonomy = None
-    if takes_taxonomy:
-        try:
-            taxonomy = Taxonomy.load(kwargs.pop("taxonomy", None))
-        except HiersegError as exc:
-            raise fail("model.kwargs.taxonomy", str(exc)) from None
-    if config.model.backbone_weights is not None:
-        from hierseg.models.registry import check_backbone_weights
-
-        try:
-            check_backbone_weights(config.model.backbone_weights)  # a local file or a hub id; downloads happen at build
-        except HiersegError:
-            raise fail("model.backbone_weights", f"{config.model.backbone_weights}: no such file (or name hub weights: "
-                                                 "timm/<name>, hf-hub:<org>/<repo>)") from None
-        kwargs["backbone_weights"] = str(config.model.backbone_weights)
-    if config.init.backbone_from is not None and not config.init.backbone_from.is_file():
-        raise fail("init.backbone_from", f"{config.init.backbone_from}: no such checkpoint")
-
-    if resume and overwrite:
-        raise HiersegError("--resume continues the run in output.dir and --overwrite replaces it; give one of them")
-    datasets = {}
-    for i, d in enumerate(config.data.datasets):
-        datasets[d.name] = _open_dataset(d, config.run.seed, config.data.on_error,
-                                         lambda field, msg, i=i: fail(f"data.datasets.{i}{field}", msg), taxonomy)
-
-    if config.output.tensorboard:
-        from hierseg.engine.tensorboard import check_available
-
-        check_available()
-    resume_stat = _stat(config.output.dir / LAST) if resume else None
-    payload = _check_run_dir(config, source, resume, overwrite)
-    return Prepared(config, source, datasets, config.model.name, kwargs, taxonomy, model_fn, payload, resume_stat)
-
-
-def claim_run_dir(prepared: Prepared, overwrite: bool = False) -> FolderLock | None:
-    """Lock ``output.dir`` for the run (in the process that writes it; other DDP ranks never write) and check it
-    again under the lock: another run may have written it since :func:`prepare` looked. With the lock held,
-    temporaries of killed checkpoint saves are removed and, with ``overwrite``, the previous run's outputs."""
-    if not distributed.main_process_by_env():
-        return None
-    config, source = prepared.config, prepared.source
-    try:
-        lock = FolderLock(config.output.dir, "training run").acquire()
-    except HiersegError as exc:
-        raise HiersegError(f"{source}: output.dir: {exc}") from None
-    try:
-        if prepared.resume is None:
-            _check_run_dir(config, source, False, overwrite, locked=True)
-        elif _stat(config.output.dir / LAST) != prepared.resume_stat:
-            raise HiersegError(f"{source}: output.dir: {config.output.dir / LAST} changed while this run was "
-                               "starting; another process wrote the folder")
-        run_dir = config.output.dir
-        for stale in remove_temporaries(run_dir) + remove_temporaries(run_dir / "finetune"):
-            print(f"removed {stale}, left by a killed checkpoint save", file=sys.stderr, flush=True)
-        if overwrite:
-            _clear_outputs(run_dir)
-    except BaseException:
-        lock.release(remove_created=True)
-        raise
-    return lock
-
-
-def _stat(path: Path) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_size, info.st_mtime_ns
-
-
-def _open_dataset(d: DatasetConfig, seed: int, on_error: str, fail: Callable[[str, str], HiersegError],
-                  taxonomy: Taxonomy | None = None) -> Any:
-    """One split of a dataset, built in or added to ``taxonomy`` (read the way its spec says its files lie)."""
-    from hierseg.data.readers import open_split
-    from hierseg.data.transforms import TrainTransform
-    from hierseg.taxonomy.specs import dataset_spec
-
-    if not d.root.is_dir():
-        tree = "" if d.name in DATASETS else " --taxonomy TREE.json"
-        raise fail(".root", f"{d.root}: no such folder (a synthetic copy: hierseg data synth --dataset {d.name}{tree} "
-                            f"--out {d.root})")
-    try:
-        spec = dataset_spec(d.name, taxonomy.artifact if taxonomy is not None else None)
-        transform = TrainTransform(crop=d.crop, ignore=spec.ignore, scale=d.scale, flip=d.flip)
-        return open_split(d.name, d.root, d.split, taxonomy=taxonomy, transform=transform, seed=seed,
-                          on_error=on_error)
-    except HiersegError as exc:
-        raise fail("", str(exc)) from None
-
-
-def _check_run_dir(config: TrainConfig, source: str, resume: bool, overwrite: bool = False,
-                   locked: bool = False) -> dict[str, Any] | None:
-    """Refuse a folder another run is writing (its lock), another run's outputs, or a resume that does not fit;
-    ``locked``: this process holds the folder's lock already."""
-    run_dir = config.output.dir
-    last = run_dir / LAST
-    writer = distributed.main_process_by_env()  # other DDP ranks would find their own run's rank 0 holding it
-    holder = FolderLock.holder(run_dir) if writer and not locked else None
-    if holder is not None:
-        raise HiersegError(f"{source}: output.dir: {FolderLock(run_dir, 'training run').busy_error(holder)}")
-    if not resume:
-        if overwrite:
-            return None
-        if last.exists():
-            raise HiersegError(f"{source}: output.dir: {run_dir} already holds a run ({last}); continue it with "
-                               "--resume, replace it with --overwrite, or choose another output.dir")
-        found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
-        if found:
-            raise HiersegError(f"{source}: output.dir: {run_dir} holds another run's outputs ({', '.join(found)}) "
-                               f"but no {LAST} to resume; replace them with --overwrite or choose another output.dir")
-        return None
-    if not last.is_file():
-        raise HiersegError(f"{source}: output.dir: {last}: no checkpoint to resume")
-    payload = read_checkpoint(last)
-    training = payload.get("training") or {}
-    if "config" not in training:
-        raise HiersegError(f"{last}: holds no training state to resume")
-    for key in RESUME_KEYS:
-        old, new = _pick(training["config"], key), _pick(config.model_dump(mode="json"), key)
-        where = first_difference(old, new, key)
-        if where is not None:
-            raise HiersegError(f"{source}: {where}: differs from the run being resumed "
-                               f"({_pick(training['config'], where)!r} there); use the same config to resume, "
-                               "or start a new output.dir")
-    world = distributed.env_world_size()
-    if training.get("world_size", 1) != world:
-        raise HiersegError(f"{last}: the run used {training.get('world_size', 1)} processes, this one {world}; "
-                           "resume with the same number (the sampler shards batches by rank)")
-    return payload
-
-
-def _clear_outputs(run_dir: Path) -> None:
-    """--overwrite: the previous run's files go before this run writes, so the folder never mixes two runs."""
-    for name in (LAST, "model.pt", "metrics.jsonl", "metrics.csv"):
-        (run_dir / name).unlink(missing_ok=True)
-    for path in sorted((run_dir / "finetune").glob("*.pt")) if (run_dir / "finetune").is_dir() else ():
-        path.unlink()
-    if (run_dir / "tensorboard").is_dir():
-        shutil.rmtree(run_dir / "tensorboard")
-
-
-def _pick(tree: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if isinstance(tree, dict):
-            tree = tree.get(part)
-        elif isinstance(tree, list) and part.isdigit() and int(part) < len(tree):
-            tree = tree[int(part)]
-        else:
-            return None
-    return tree
-
-
-# -------------------------------------------------------------------------------------------------- training
-
-
 def train(config: TrainConfig, *, source: str = "config", resume: bool = False, model_fn: ModelFn | None = None,
           on_step: StepHook | None = None, overwrite: bool = False) -> dict[str, Path]:
     """Run every stage of ``config``; returns ``{stage name: final checkpoint}``.
@@ -336,7 +104,7 @@ def train(config: TrainConfig, *, source: str = "config", resume: bool = False, 
         info = distributed.setup(config.run.device)
         try:
             trainer = Trainer(prepared, info, on_step)
-            with _stop_on_signals(trainer):
+            with trainer.signals.installed():
                 return trainer.run()
         finally:
             if info.owns_group:
@@ -344,32 +112,6 @@ def train(config: TrainConfig, *, source: str = "config", resume: bool = False, 
     finally:
         if lock is not None:
             lock.release()
-
-
-@contextmanager
-def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
-    """SIGINT/SIGTERM ask the run to stop after the current step; a second one acts as it normally would."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signums = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.getsignal(s) for s in signums}
-
-    def handler(signum: int, frame: Any) -> None:
-        trainer.stop_signal = signum
-        for s, h in previous.items():
-            signal.signal(s, h)
-        if trainer.info.is_main:
-            print(f"{signal.Signals(signum).name}: stopping after this step (send it again to stop now)",
-                  file=sys.stderr, flush=True)
-
-    for s in signums:
-        signal.signal(s, handler)
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def _worker_init(worker_id: int) -> None:
@@ -402,12 +144,30 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class Trainer:
+@dataclass
+class StageState:
+    """What one stage trains with."""
+
+    stage: Stage
+    loader: Any
+    sampler: Any
+    per_epoch: int  # optimiser steps per epoch and process
+    total: int  # optimiser steps of the stage
+    model: nn.Module
+    wrapped: nn.Module  # the model, or its DDP wrapper
+    forward: nn.Module  # ``wrapped``, or its torch.compile result
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+
+
+class Trainer(TrainerBase):
+    """The run's stages, one after the other; each is :meth:`TrainerBase.train` over its steps with the hooks of
+    :meth:`default_hooks`. :meth:`run_step` is one optimiser step (``optim.accumulate`` batches)."""
+
     def __init__(self, prepared: Prepared, info: distributed.DistInfo, on_step: StepHook | None = None) -> None:
+        super().__init__()
         self.p, self.config, self.info, self.on_step = prepared, prepared.config, info, on_step
         self.run_dir = self.config.output.dir
-        self.stop_signal = 0
-        self.skipped: set[str] = set()  # broken samples skipped under data.on_error: skip
         device = info.device
         precision = self.config.run.precision
         self.bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
@@ -415,20 +175,46 @@ class Trainer:
         self.channels_last = device.type == "cuda" if channels_last is None else channels_last
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop sizes
+        self.signals = SignalStop(announce=info.is_main)
+        self.skipped = SkippedSamples()
+        self.offsets: list[int] = [0]  # global step of each stage's first step
+        self.state: StageState | None = None
+        self._batches: Any = None  # the loader's iterator over the current epoch
+        self.last_time = 0.0
+        # what the current step made, for the hooks
+        self.micro: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.entries: list[dict[str, Any]] = []  # every rank's batches: dataset, loss, terms, images, paths
+        self.stop = 0  # a signal some rank received before the step ended
+        self.record: dict[str, Any] = {}
+
+    @property
+    def stage(self) -> Stage:
+        assert self.state is not None
+        return self.state.stage
+
+    def default_hooks(self, writer: MetricsWriter) -> list[HookBase | None]:
+        return [NaNGuard(), self.skipped, writer, ProgressBar(self.config.output.log_every, self.info.is_main),
+                StepCallback(self.on_step) if self.on_step is not None else None, self.signals,
+                PeriodicCheckpoint(self.config.output.checkpoint_every)]
 
     # ---- set-up
+
+    def _sampler_args(self, stage: Stage) -> tuple[list[int], list[float] | None, int | None]:
+        """Per-dataset batch sizes, sampling weights (several datasets with weights given) and batches per epoch."""
+        cfgs = {d.name: d for d in self.config.data.datasets}
+        chosen = [cfgs[name] for name in stage.datasets]
+        weights = [d.weight for d in chosen] if len(chosen) > 1 and chosen[0].weight is not None else None
+        per_epoch = stage.steps_per_epoch * self.config.optim.accumulate if stage.steps_per_epoch else None
+        return [d.batch_size for d in chosen], weights, per_epoch
 
     def _loader(self, stage: Stage, rank: int, world_size: int) -> tuple[Any, Any]:
         from hierseg.data.loader import multi_dataset_loader
 
-        cfgs = {d.name: d for d in self.config.data.datasets}
-        chosen = [cfgs[name] for name in stage.datasets]
-        weights = [d.weight for d in chosen] if len(chosen) > 1 and chosen[0].weight is not None else None
-        acc = self.config.optim.accumulate
+        sizes, weights, per_epoch = self._sampler_args(stage)
         loader, sampler = multi_dataset_loader(
-            [self.p.datasets[name] for name in stage.datasets], [d.batch_size for d in chosen], weights,
-            self.config.run.seed, rank, world_size, self.config.data.workers,
-            stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
+            [self.p.datasets[name] for name in stage.datasets], sizes, weights,
+            self.config.run.seed, rank, world_size, self.config.data.workers, per_epoch)
         loader.worker_init_fn = _worker_init
         # Worker seeds from the loader's own generator, so opening a loader mid-epoch after a resume leaves the
         # global RNG (dropout) exactly where an uninterrupted run has it.
@@ -441,13 +227,10 @@ class Trainer:
 
         acc = self.config.optim.accumulate
         if sampler is None:
-            cfgs = {d.name: d for d in self.config.data.datasets}
-            chosen = [cfgs[name] for name in stage.datasets]
-            weights = [d.weight for d in chosen] if len(chosen) > 1 and chosen[0].weight is not None else None
+            sizes, weights, per_epoch = self._sampler_args(stage)
             try:
-                sampler = MultiDatasetBatchSampler(
-                    [len(self.p.datasets[name]) for name in stage.datasets], [d.batch_size for d in chosen], weights,
-                    0, 0, self.info.world_size, stage.steps_per_epoch * acc if stage.steps_per_epoch else None)
+                sampler = MultiDatasetBatchSampler([len(self.p.datasets[name]) for name in stage.datasets], sizes,
+                                                   weights, 0, 0, self.info.world_size, per_epoch)
             except HiersegError as exc:
                 raise HiersegError(f"{self.p.source}: data.datasets: {exc}") from None
         per_epoch = len(sampler) // acc
@@ -475,36 +258,61 @@ class Trainer:
         training = (self.p.resume or {}).get("training")
         at = (training["stage"], training["step"]) if training is not None else None  # where the run resumes
         first = 0 if training is None else training["stage"] + (1 if training["done"] else 0)
-        del training
-        self.offsets = [0]
         for stage in stages:
             self.offsets.append(self.offsets[-1] + self.stage_length(stage)[1])
-        self.log, self.tensorboard = None, None
-        if self.info.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.run_dir / "config.yaml",
-                              yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
-            self.log = MetricsLog(self.run_dir, self.config.data.names, at)
-            if self.config.output.tensorboard:
-                from hierseg.engine.tensorboard import TensorBoardLog
-
-                self.tensorboard = TensorBoardLog(self.run_dir, self.offsets[at[0]] + at[1] + 1 if at else None)
+        writer = self._open_logs(at)
+        self.register_hooks(self.default_hooks(writer))
+        if training is not None:
+            self.load_hook_states(training.get("hooks", {}))
+        del training
         outputs = {stage.name: stage.output for stage in stages[:first]}
         try:
             for stage in stages[first:]:
                 resuming = at is not None and stage.index == at[0]
                 outputs[stage.name] = self.run_stage(stage, self.p.resume if resuming else None)
         finally:
-            if self.log is not None:
-                self.log.close()
-            if self.tensorboard is not None:
-                self.tensorboard.close()
-        if self.skipped and self.info.is_main:
-            print(f"skipped {len(self.skipped)} broken sample{'s' if len(self.skipped) > 1 else ''} "
-                  "(data.on_error: skip)", file=sys.stderr, flush=True)
+            writer.close()
+        count = len(self.skipped.skipped)
+        if count and self.info.is_main:
+            print(f"skipped {count} broken sample{'s' if count > 1 else ''} (data.on_error: skip)",
+                  file=sys.stderr, flush=True)
         return outputs
 
+    def _open_logs(self, at: tuple[int, int] | None) -> MetricsWriter:
+        """The run's config, metrics log and TensorBoard log, in the writing process (kept up to ``at`` on resume)."""
+        if not self.info.is_main:
+            return MetricsWriter(None)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"),
+                                                                        sort_keys=False))
+        log = MetricsLog(self.run_dir, self.config.data.names, at)
+        tensorboard = None
+        if self.config.output.tensorboard:
+            from hierseg.engine.tensorboard import TensorBoardLog
+
+            tensorboard = TensorBoardLog(self.run_dir, self.offsets[at[0]] + at[1] + 1 if at else None)
+        return MetricsWriter(log, tensorboard)
+
     def run_stage(self, stage: Stage, resume: dict[str, Any] | None) -> Path:
+        self.state, start = self._start_stage(stage, resume)
+        if self.info.is_main:
+            print(f"{stage.name}: {self.p.model_name} on {', '.join(stage.datasets)}, {self.state.total} steps "
+                  f"({self.state.per_epoch} per epoch), {self.info.world_size} x {self.info.device}"
+                  f"{', bf16' if self.bf16 else ''} -> {self.run_dir}"
+                  + (f" (resumed at step {start})" if start else ""), file=sys.stderr, flush=True)
+        self.last_time = time.perf_counter()
+        self.train(start, self.state.total)
+        if self.info.is_main:  # the model first: a resume state saying "done" must find it
+            save_checkpoint(stage.output, self.p.model_name, self.p.model_kwargs, self.state.model, self.p.taxonomy,
+                            training={"config": self.config.model_dump(mode="json"), "stage": stage.name,
+                                      "step": self.state.total, "done": True})
+            print(f"{stage.name}: wrote {stage.output}", file=sys.stderr, flush=True)
+        self.save_resume(self.state.total)
+        return stage.output
+
+    def _start_stage(self, stage: Stage, resume: dict[str, Any] | None) -> tuple[StageState, int]:
+        """The stage's loader, model, optimiser and schedule, restored from ``resume``; returns them and the step to
+        start at."""
         config, info = self.config, self.info
         loader, sampler = self._loader(stage, info.rank, info.world_size)
         per_epoch, total = self.stage_length(stage, sampler)
@@ -531,66 +339,43 @@ class Trainer:
             wrapped = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda"
                                               else None, find_unused_parameters=True)
         forward = torch.compile(wrapped) if config.run.compile else wrapped
-        if info.is_main:
-            print(f"{stage.name}: {self.p.model_name} on {', '.join(stage.datasets)}, {total} steps "
-                  f"({per_epoch} per epoch), {info.world_size} x {info.device}"
-                  f"{', bf16' if self.bf16 else ''} -> {self.run_dir}"
-                  + (f" (resumed at step {step})" if step else ""), file=sys.stderr, flush=True)
-        progress = Progress(stage.name, total, step, config.output.log_every, enabled=info.is_main)
-        context = dict(stage=stage, model=model, wrapped=wrapped, optimizer=optimizer, scheduler=scheduler,
-                       total=total, per_epoch=per_epoch)
-        self.last_time = time.perf_counter()
-        batches = None
-        try:
-            while step < total:
-                epoch, within = divmod(step, per_epoch)
-                sampler.resume(epoch, within * config.optim.accumulate)
-                for name in stage.datasets:
-                    self.p.datasets[name].set_epoch(epoch)
-                batches = iter(loader)
-                for _ in range(per_epoch - within):
-                    micro = [next(batches) for _ in range(config.optim.accumulate)]
-                    self.report_skipped(micro)
-                    record, stop = self.train_step(forward, wrapped, optimizer, micro, stage, step, epoch)
-                    scheduler.step()
-                    step += 1
-                    if self.log is not None:
-                        self.log.write(record)
-                    if self.tensorboard is not None:
-                        self.tensorboard.write(record)
-                    progress.update(record)
-                    if self.on_step is not None:
-                        self.on_step(record)
-                    if stop and step < total:  # on the last step, the stage finishes and writes its model first
-                        path = self.save_resume(context, step)
-                        raise Interrupted(stop, path, stage.name, step, total)
-                    every = config.output.checkpoint_every
-                    if every and step % every == 0 and step < total:
-                        self.save_resume(context, step)
-                    if step >= total:
-                        break
-                batches = None
-        finally:
-            shutdown_workers(batches)
-            batches = None
-            progress.close()
-        if info.is_main:  # the model first: a resume state saying "done" must find it
-            save_checkpoint(stage.output, self.p.model_name, self.p.model_kwargs, model, self.p.taxonomy,
-                            training={"config": self.config.model_dump(mode="json"), "stage": stage.name,
-                                      "step": total, "done": True})
-            print(f"{stage.name}: wrote {stage.output}", file=sys.stderr, flush=True)
-        self.save_resume(context, total)
-        return stage.output
+        return StageState(stage, loader, sampler, per_epoch, total, model, wrapped, forward, optimizer, scheduler), step
 
-    def report_skipped(self, batches: list[dict[str, Any]]) -> None:
-        """data.on_error: skip: the reader warns where it skips (in whichever process); the run counts them."""
-        for batch in batches:
-            self.skipped.update(batch.get("problems", ()))
+    def after_train(self) -> None:
+        shutdown_workers(self._batches)
+        self._batches = None
+        super().after_train()
 
-    def train_step(self, forward: nn.Module, wrapped: nn.Module, optimizer: torch.optim.Optimizer,
-                   micro: list[dict[str, Any]], stage: Stage, step: int, epoch: int) -> tuple[dict[str, Any], int]:
+    # ---- the step
+
+    def run_step(self) -> None:
+        state = self.state
+        assert state is not None
+        self.micro, self.epoch = self._next_batches(state)
+        outs = self._forward_backward(state, self.micro)
+        lrs = learning_rates(state.optimizer)  # the rates this step uses (the scheduler moves them afterwards)
+        self.entries, self.stop = self._gather(self.micro, outs)
+        self.after_backward()
+        state.optimizer.step()
+        self.record = self._record(lrs)
+        state.scheduler.step()
+
+    def _next_batches(self, state: StageState) -> tuple[list[dict[str, Any]], int]:
+        """The step's ``optim.accumulate`` batches and its epoch; a new epoch opens a new loader iterator."""
+        acc = self.config.optim.accumulate
+        epoch, within = divmod(self.iter, state.per_epoch)
+        if self._batches is None or within == 0:
+            self._batches = None
+            state.sampler.resume(epoch, within * acc)
+            for name in state.stage.datasets:
+                self.p.datasets[name].set_epoch(epoch)
+            self._batches = iter(state.loader)
+        return [next(self._batches) for _ in range(acc)], epoch
+
+    def _forward_backward(self, state: StageState, micro: list[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
+        """Gradients of the step's batches (averaged); returns each batch's scalar loss terms, detached."""
         device = self.info.device
-        optimizer.zero_grad(set_to_none=True)
+        state.optimizer.zero_grad(set_to_none=True)
         outs = []
         for j, batch in enumerate(micro):
             image = batch["image"].to(device, non_blocking=True)
@@ -598,13 +383,18 @@ class Trainer:
                 image = image.contiguous(memory_format=torch.channels_last)
             label = batch["label"].to(device, non_blocking=True)
             # gradients are all-reduced once per optimiser step, on the last batch
-            last = j == len(micro) - 1 or not hasattr(wrapped, "no_sync")
-            with nullcontext() if last else wrapped.no_sync():
+            last = j == len(micro) - 1 or not hasattr(state.wrapped, "no_sync")
+            with nullcontext() if last else state.wrapped.no_sync():
                 with distributed.autocast(device, self.bf16):
-                    out = forward(image, label=label, dataset=batch["dataset"])
+                    out = state.forward(image, label=label, dataset=batch["dataset"])
                 (out["loss"] / len(micro)).backward()
             outs.append({k: v.detach() for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1})
-        lrs = learning_rates(optimizer)  # the rates this step uses (the scheduler moves them afterwards)
+        return outs
+
+    def _gather(self, micro: list[dict[str, Any]], outs: list[dict[str, torch.Tensor]]) -> tuple[list[dict[str, Any]],
+                                                                                               int]:
+        """Every rank's batch entries, and the first signal any rank received."""
+        device = self.info.device
         # one device-to-host copy for every scalar of the step (models may return some terms on the CPU)
         flat = torch.stack([v.float().reshape(()).to(device) for out in outs for v in out.values()]).cpu().tolist()
         entries, k = [], 0
@@ -613,48 +403,49 @@ class Trainer:
             k += len(out)
             entries.append({"dataset": batch["dataset"], "loss": values.pop("loss"), "terms": values,
                             "images": len(batch["path"]), "paths": batch["path"]})
-        gathered = distributed.all_gather_object({"entries": entries, "stop": self.stop_signal})
-        everyone = [e for g in gathered for e in g["entries"]]
-        for e in everyone:
-            if not math.isfinite(e["loss"]):
-                raise HiersegError(f"{stage.name} step {step + 1} (epoch {epoch}): loss is {e['loss']} on a "
-                                   f"{e['dataset']} batch of {', '.join(e['paths'])}; lower optim.lr_head/"
-                                   "optim.lr_backbone, or check those images")
-        optimizer.step()
+        gathered = distributed.all_gather_object({"entries": entries, "stop": self.signals.signum})
+        return [e for g in gathered for e in g["entries"]], next((g["stop"] for g in gathered if g["stop"]), 0)
+
+    def _record(self, lrs: dict[str, float]) -> dict[str, Any]:
+        """The step's line of ``metrics.jsonl``: losses averaged over ranks, per dataset and per term."""
         now = time.perf_counter()
         elapsed, self.last_time = max(now - self.last_time, 1e-9), now
         by_dataset, by_term = defaultdict(list), defaultdict(list)
-        for e in everyone:
+        for e in self.entries:
             by_dataset[e["dataset"]].append(e["loss"])
             for name, value in e["terms"].items():
                 by_term[name].append(value)
-        images = sum(e["images"] for e in everyone)
-        record = {
+        images = sum(e["images"] for e in self.entries)
+        stage, step = self.stage, self.iter
+        return {
             "stage": stage.name, "stage_index": stage.index, "step": step + 1,
-            "global_step": self.offsets[stage.index] + step + 1, "epoch": epoch,
-            "loss": float(np.mean([e["loss"] for e in everyone])),
+            "global_step": self.offsets[stage.index] + step + 1, "epoch": self.epoch,
+            "loss": float(np.mean([e["loss"] for e in self.entries])),
             "datasets": {name: float(np.mean(v)) for name, v in by_dataset.items()},
             "terms": {name: float(np.mean(v)) for name, v in by_term.items()},
             "lr_head": lrs.get("head", 0.0), "lr_backbone": lrs.get("backbone", 0.0),
             "images": images, "images_per_s": images / elapsed, "time": time.time(),
         }
-        stop = next((g["stop"] for g in gathered if g["stop"]), 0)
-        return record, stop
 
-    def save_resume(self, context: dict[str, Any], step: int) -> Path:
+    def save_resume(self, step: int) -> Path:
         """``RUN_DIR/last.pt`` after ``step`` optimiser steps of the stage (a collective: every rank calls it)."""
-        stage: Stage = context["stage"]
+        state = self.state
+        assert state is not None
         rngs = distributed.all_gather_object(rng_state())
         path = self.run_dir / LAST
         if self.info.is_main:
-            epoch, within = divmod(step, context["per_epoch"])
+            epoch, within = divmod(step, state.per_epoch)
             training = {
-                "config": self.config.model_dump(mode="json"), "stage": stage.index, "stage_name": stage.name,
-                "step": step, "total": context["total"], "epoch": epoch, "done": step >= context["total"],
+                "config": self.config.model_dump(mode="json"), "stage": state.stage.index,
+                "stage_name": state.stage.name, "step": step, "total": state.total, "epoch": epoch,
+                "done": step >= state.total,
                 "sampler": {"epoch": epoch, "batches_taken": within * self.config.optim.accumulate},
-                "optimizer": context["optimizer"].state_dict(), "scheduler": context["scheduler"].state_dict(),
+                "optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict(),
                 "rng": rngs, "world_size": self.info.world_size,
             }
-            save_checkpoint(path, self.p.model_name, self.p.model_kwargs, context["model"], self.p.taxonomy, training)
+            hooks = self.hook_states()
+            if hooks:
+                training["hooks"] = hooks
+            save_checkpoint(path, self.p.model_name, self.p.model_kwargs, state.model, self.p.taxonomy, training)
         distributed.barrier()
         return path

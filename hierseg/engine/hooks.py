@@ -1,0 +1,169 @@
+"""The hooks of a training run: NaN guard, metrics log, progress, step callback, signal stop, periodic checkpoint.
+
+They are registered in that order (:meth:`hierseg.engine.train.Trainer.default_hooks`): a non-finite loss stops
+the run before the optimiser step and before anything is logged; a signal stops it after the step is logged, with
+a resume checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hierseg.core.errors import HiersegError
+from hierseg.engine.logs import MetricsLog, Progress
+from hierseg.engine.train_loop import HookBase
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped the run after a step; the resume checkpoint is at ``checkpoint``."""
+
+    def __init__(self, signum: int, checkpoint: Path, stage: str, step: int, total: int) -> None:
+        self.signum, self.checkpoint, self.stage, self.step, self.total = signum, checkpoint, stage, step, total
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at {stage} step {step}/{total}; "
+                         f"checkpoint: {checkpoint} (continue with --resume)")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class NaNGuard(HookBase):
+    """A non-finite loss on any rank stops every rank before the weights change, naming the step, dataset and
+    images."""
+
+    def after_backward(self) -> None:
+        t = self.trainer
+        for e in t.entries:
+            if not math.isfinite(e["loss"]):
+                raise HiersegError(f"{t.stage.name} step {t.iter + 1} (epoch {t.epoch}): loss is {e['loss']} on a "
+                                   f"{e['dataset']} batch of {', '.join(e['paths'])}; lower optim.lr_head/"
+                                   "optim.lr_backbone, or check those images")
+
+
+class MetricsWriter(HookBase):
+    """Each step's record to ``metrics.jsonl``/``.csv`` and, when asked, TensorBoard (the writing process only)."""
+
+    def __init__(self, log: MetricsLog | None, tensorboard: Any | None = None) -> None:
+        self.log, self.tensorboard = log, tensorboard
+
+    def after_step(self) -> None:
+        if self.log is not None:
+            self.log.write(self.trainer.record)
+        if self.tensorboard is not None:
+            self.tensorboard.write(self.trainer.record)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+class ProgressBar(HookBase):
+    """A progress line every ``every`` steps of a stage (the writing process only)."""
+
+    def __init__(self, every: int, enabled: bool) -> None:
+        self.every, self.enabled = every, enabled
+        self.progress: Progress | None = None
+
+    def before_train(self) -> None:
+        t = self.trainer
+        self.progress = Progress(t.stage.name, t.max_iter, t.start_iter, self.every, enabled=self.enabled)
+
+    def after_step(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.trainer.record)
+
+    def after_train(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
+
+
+class StepCallback(HookBase):
+    """``fn(record)`` after each step, on every rank (tests, notebooks)."""
+
+    def __init__(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        self.fn = fn
+
+    def after_step(self) -> None:
+        self.fn(self.trainer.record)
+
+
+class SignalStop(HookBase):
+    """SIGINT/SIGTERM ask the run to stop after the current step (a second one acts as it normally would): the
+    step is logged, the resume checkpoint written, and :class:`Interrupted` raised. On a stage's last step the stage
+    finishes and writes its model first; the next stage then stops after its first step."""
+
+    def __init__(self, announce: bool) -> None:
+        self.announce = announce
+        self.signum = 0  # the signal received, 0 before one
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signums = (signal.SIGINT, signal.SIGTERM)
+        previous = {s: signal.getsignal(s) for s in signums}
+
+        def handler(signum: int, frame: Any) -> None:
+            self.signum = signum
+            for s, h in previous.items():
+                signal.signal(s, h)
+            if self.announce:
+                print(f"{signal.Signals(signum).name}: stopping after this step (send it again to stop now)",
+                      file=sys.stderr, flush=True)
+
+        for s in signums:
+            signal.signal(s, handler)
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def after_step(self) -> None:
+        t = self.trainer
+        step = t.iter + 1
+        if t.stop and step < t.max_iter:  # t.stop: a signal any rank received, agreed on in the step
+            path = t.save_resume(step)
+            raise Interrupted(t.stop, path, t.stage.name, step, t.max_iter)
+
+
+class PeriodicCheckpoint(HookBase):
+    """``RUN_DIR/last.pt`` every ``every`` steps (0: only at the end of each stage and on a signal)."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def after_step(self) -> None:
+        t = self.trainer
+        step = t.iter + 1
+        if self.every and step % self.every == 0 and step < t.max_iter:
+            t.save_resume(step)
+
+
+class SkippedSamples(HookBase):
+    """``data.on_error: skip``: the reader warns where it skips (in whichever process); the run counts them, across
+    a resume too."""
+
+    def __init__(self) -> None:
+        self.skipped: set[str] = set()
+
+    def after_step(self) -> None:
+        for batch in self.trainer.micro:
+            self.skipped.update(batch.get("problems", ()))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": sorted(self.skipped)} if self.skipped else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.skipped = set(state.get("skipped", ()))

@@ -1,0 +1,91 @@
+"""The trainer skeleton: hooks around each step, in order, and their states for a resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from hierseg.engine.train_loop import HookBase, TrainerBase
+
+
+class Recorder(HookBase):
+    def __init__(self, name: str, calls: list[str]) -> None:
+        self.name, self.calls = name, calls
+
+    def before_train(self):
+        self.calls.append(f"{self.name}.before_train@{self.trainer.iter}")
+
+    def before_step(self):
+        self.calls.append(f"{self.name}.before_step@{self.trainer.iter}")
+
+    def after_backward(self):
+        self.calls.append(f"{self.name}.after_backward@{self.trainer.iter}")
+
+    def after_step(self):
+        self.calls.append(f"{self.name}.after_step@{self.trainer.iter}")
+
+    def after_train(self):
+        self.calls.append(f"{self.name}.after_train@{self.trainer.iter}")
+
+
+class Counting(TrainerBase):
+    def __init__(self, calls: list[str], fail_at: int | None = None) -> None:
+        super().__init__()
+        self.calls, self.fail_at = calls, fail_at
+
+    def run_step(self):
+        if self.iter == self.fail_at:
+            raise RuntimeError("step failed")
+        self.calls.append(f"step@{self.iter}")
+        self.after_backward()
+
+
+def test_hooks_run_in_registration_order_around_each_step():
+    calls: list[str] = []
+    trainer = Counting(calls)
+    trainer.register_hooks([Recorder("a", calls), None, Recorder("b", calls)])
+    trainer.train(3, 5)
+    assert calls == [
+        "a.before_train@3", "b.before_train@3",
+        "a.before_step@3", "b.before_step@3", "step@3", "a.after_backward@3", "b.after_backward@3",
+        "a.after_step@3", "b.after_step@3",
+        "a.before_step@4", "b.before_step@4", "step@4", "a.after_backward@4", "b.after_backward@4",
+        "a.after_step@4", "b.after_step@4",
+        "a.after_train@5", "b.after_train@5"]
+
+
+def test_after_train_runs_when_a_step_raises():
+    calls: list[str] = []
+    trainer = Counting(calls, fail_at=1)
+    trainer.register_hooks([Recorder("a", calls)])
+    with pytest.raises(RuntimeError, match="step failed"):
+        trainer.train(0, 4)
+    assert calls[-1] == "a.after_train@1" and "step@1" not in calls
+
+
+class Stateful(HookBase):
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def after_step(self):
+        self.seen.append(self.trainer.iter)
+
+    def state_dict(self):
+        return {"seen": list(self.seen)} if self.seen else {}
+
+    def load_state_dict(self, state):
+        self.seen = list(state.get("seen", []))
+
+
+def test_hook_states_carry_over_a_resume():
+    first = Counting([])
+    first.register_hooks([Stateful(), Recorder("r", [])])
+    assert first.hook_states() == {}  # stateless hooks, and an empty state, store nothing
+    first.train(0, 2)
+    saved = first.hook_states()
+    assert saved == {"Stateful": {"seen": [0, 1]}}
+    resumed = Counting([])
+    hook = Stateful()
+    resumed.register_hooks([hook])
+    resumed.load_hook_states(saved)
+    resumed.train(2, 4)
+    assert hook.seen == [0, 1, 2, 3]
