@@ -33,6 +33,11 @@ from hierseg.taxonomy.labelspace import TREE
 CLASSES = "classes"  # the label space of a raw-class model given no dataset: its class indices
 
 
+def variant_backbone(variant: str) -> str:
+    """The backbone a registered variant is named after: ``deeplab_resnet101`` -> ``resnet101``."""
+    return variant.split("_", 1)[1]
+
+
 class Segmenter(nn.Module, ABC):
     """A segmentation model as the engine sees it; see the module docstring."""
 

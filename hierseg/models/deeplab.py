@@ -14,13 +14,14 @@ import torch
 from torch import nn
 
 from hierseg.models.backbone import Backbone
-from hierseg.models.base import FlatSegmenter
+from hierseg.models.base import FlatSegmenter, variant_backbone
 from hierseg.models.layers import ASPP
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
 
-# ADE20K is where DSSPN's Table 1 compares against the flat multi-class ResNet-101 head, and where its ablations run.
-DEFAULT_DATASETS = ("ade20k",)
+# Without num_classes or datasets: ADE20K, where DSSPN's Table 1 compares against the flat multi-class ResNet-101
+# head, and where its ablations run.
+PAPER_DATASETS = ("ade20k",)
 
 
 class DeepLab(FlatSegmenter):
@@ -30,9 +31,7 @@ class DeepLab(FlatSegmenter):
                  backbone: str = "resnet101", backbone_weights: str | None = None, frozen_bn: bool = False,
                  output_stride: int = 8, aspp_channels: int = 256, aspp_rates: tuple[int, ...] = (6, 12, 18),
                  aspp_pointwise: bool = False, aspp_image_pool: bool = False) -> None:
-        if num_classes is None and datasets is None:
-            datasets = DEFAULT_DATASETS
-        super().__init__(make_outputs(num_classes, datasets, taxonomy))
+        super().__init__(make_outputs(num_classes, datasets, taxonomy, default=PAPER_DATASETS))
         self.backbone = Backbone(backbone, output_stride, (4,), backbone_weights, frozen_bn)
         self.aspp = ASPP(self.backbone.channels[-1], aspp_channels, tuple(aspp_rates), aspp_pointwise, aspp_image_pool)
         self.classifier = nn.Conv2d(aspp_channels, self.outputs.num_outputs, 1)
@@ -45,21 +44,22 @@ class DeepLab(FlatSegmenter):
         return [("main", self.classifier(self.aspp(features)), 1.0)]
 
 
-def _deeplab(backbone: str, kwargs: dict[str, Any]) -> DeepLab:
-    return DeepLab(**{"backbone": backbone, **kwargs})  # create_model(..., backbone="resnet34") still wins
+def _create_deeplab(variant: str, **kwargs: Any) -> DeepLab:
+    """DeepLab as registered variant ``variant`` names it (its backbone); ``kwargs`` override, ``backbone`` too."""
+    return DeepLab(**{"backbone": variant_backbone(variant), **kwargs})
 
 
 @register_model
 def deeplab_resnet18(**kwargs: Any) -> DeepLab:
-    return _deeplab("resnet18", kwargs)
+    return _create_deeplab("deeplab_resnet18", **kwargs)
 
 
 @register_model
 def deeplab_resnet50(**kwargs: Any) -> DeepLab:
-    return _deeplab("resnet50", kwargs)
+    return _create_deeplab("deeplab_resnet50", **kwargs)
 
 
 @register_model
 def deeplab_resnet101(**kwargs: Any) -> DeepLab:
     """The paper's baseline: DeepLab (ResNet-101, output stride 8)."""
-    return _deeplab("resnet101", kwargs)
+    return _create_deeplab("deeplab_resnet101", **kwargs)

@@ -22,13 +22,14 @@ from torchvision.ops import deform_conv2d
 
 from hierseg.core.errors import HiersegError
 from hierseg.models.backbone import Backbone
-from hierseg.models.base import FlatSegmenter
+from hierseg.models.base import FlatSegmenter, variant_backbone
 from hierseg.models.layers import ASPP, conv_bn_relu, resize
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
 
-# ADE20K is the paper's main dataset among those hierseg reads (its PASCAL VOC and Context results are not).
-DEFAULT_DATASETS = ("ade20k",)
+# Without num_classes or datasets: ADE20K, the paper's main dataset among those hierseg reads (its PASCAL VOC and
+# Context results are not).
+PAPER_DATASETS = ("ade20k",)
 CHANNELS = 256  # width of ASPP, X(M), X(S) and the classifier (the paper does not give them; DeepLab v3+ uses 256)
 LOW_LEVEL, DEEP_SUPERVISED, TOP = 2, 3, 4  # timm indices of X(3), X(4), X(5)
 
@@ -38,6 +39,7 @@ def check_kernel(kernel: int) -> int:
         raise HiersegError(f"DSNet kernel must be an odd positive integer (the k x k sampling grid is centred on "
                            f"each position), not {kernel!r}")
     return kernel
+
 
 
 class DynamicSamplingConv(nn.Module):
@@ -108,9 +110,7 @@ class DSNet(FlatSegmenter):
     def __init__(self, num_classes: int | None = None, datasets: Sequence[str] | None = None, taxonomy: object = None,
                  backbone: str = "resnet101", backbone_weights: str | None = None, frozen_bn: bool = False,
                  kernel: int = 3, aux_weight: float = 0.4) -> None:
-        if num_classes is None and not datasets:
-            datasets = DEFAULT_DATASETS
-        super().__init__(make_outputs(num_classes, datasets, taxonomy))
+        super().__init__(make_outputs(num_classes, datasets, taxonomy, default=PAPER_DATASETS))
         check_kernel(kernel)
         if not aux_weight >= 0:
             raise HiersegError(f"DSNet aux_weight must be 0 (no deep supervision) or positive, not {aux_weight}")
@@ -136,16 +136,21 @@ class DSNet(FlatSegmenter):
         return out
 
 
+def _create_dsnet(variant: str, **kwargs: Any) -> DSNet:
+    """DSNet as registered variant ``variant`` names it (its backbone); ``kwargs`` override, ``backbone`` too."""
+    return DSNet(**{"backbone": variant_backbone(variant), **kwargs})
+
+
 @register_model
 def dsnet_resnet18(**kwargs: Any) -> DSNet:
-    return DSNet(**{"backbone": "resnet18", **kwargs})
+    return _create_dsnet("dsnet_resnet18", **kwargs)
 
 
 @register_model
 def dsnet_resnet50(**kwargs: Any) -> DSNet:
-    return DSNet(**{"backbone": "resnet50", **kwargs})
+    return _create_dsnet("dsnet_resnet50", **kwargs)
 
 
 @register_model
 def dsnet_resnet101(**kwargs: Any) -> DSNet:
-    return DSNet(**{"backbone": "resnet101", **kwargs})
+    return _create_dsnet("dsnet_resnet101", **kwargs)

@@ -29,7 +29,7 @@ import torch
 
 from hierseg.core.errors import HiersegError
 from hierseg.models.backbone import Backbone
-from hierseg.models.base import Segmenter
+from hierseg.models.base import Segmenter, variant_backbone
 from hierseg.models.layers import ASPP, count_params
 from hierseg.models.neuron_head import NeuronHead, head_parameter_count, subsample
 from hierseg.models.registry import register_model
@@ -137,23 +137,24 @@ class DSSPN(Segmenter):
         return info
 
 
-def _dsspn(backbone: str, **kwargs: Any) -> DSSPN:
-    return DSSPN(**{"backbone": backbone, **kwargs})
+def _create_dsspn(variant: str, **kwargs: Any) -> DSSPN:
+    """DSSPN as registered variant ``variant`` names it (its backbone); ``kwargs`` override, ``backbone`` too."""
+    return DSSPN(**{"backbone": variant_backbone(variant), **kwargs})
 
 
 @register_model
 def dsspn_resnet18(**kwargs: Any) -> DSSPN:
     """DSSPN on ResNet-18 (for CPU runs and the demo)."""
-    return _dsspn("resnet18", **kwargs)
+    return _create_dsspn("dsspn_resnet18", **kwargs)
 
 
 @register_model
 def dsspn_resnet50(**kwargs: Any) -> DSSPN:
     """DSSPN on ResNet-50 (paper Table 6)."""
-    return _dsspn("resnet50", **kwargs)
+    return _create_dsspn("dsspn_resnet50", **kwargs)
 
 
 @register_model
 def dsspn_resnet101(**kwargs: Any) -> DSSPN:
     """DSSPN on ResNet-101, the paper's main model."""
-    return _dsspn("resnet101", **kwargs)
+    return _create_dsspn("dsspn_resnet101", **kwargs)

@@ -48,7 +48,7 @@ from torch import nn
 
 from hierseg.core.errors import HiersegError
 from hierseg.models.backbone import Backbone
-from hierseg.models.base import FlatSegmenter
+from hierseg.models.base import FlatSegmenter, variant_backbone
 from hierseg.models.layers import conv_bn_relu
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
@@ -67,6 +67,9 @@ def site_groups(spatial: int) -> torch.Tensor:
     r = torch.arange(-spatial, spatial + 1)
     distance = torch.maximum(r.abs()[:, None], r.abs()[None, :])
     return torch.stack([(distance == e).float() for e in range(spatial + 1)])
+
+
+PAPER_DATASETS = ("ade20k",)  # without num_classes or datasets: the paper's scene-parsing benchmark (Table 4)
 
 
 class DiffusionLayer(nn.Module):
@@ -167,9 +170,7 @@ class PDN(FlatSegmenter):
                  backbone: str = "resnet101", backbone_weights: str | Path | None = None, frozen_bn: bool = False,
                  neighbours: int = 24, layers: int = 4, modules: int = 1, channels: int = 256,
                  aux_weight: float = 1.0) -> None:
-        if num_classes is None and not datasets:
-            datasets = ("ade20k",)  # the paper's scene-parsing benchmark (Table 4)
-        super().__init__(make_outputs(num_classes, datasets, taxonomy))
+        super().__init__(make_outputs(num_classes, datasets, taxonomy, default=PAPER_DATASETS))
         if neighbours not in NEIGHBOURS:
             raise HiersegError(f"pdn neighbours must be 8 or 24 (one or two spatial LSTMs), not {neighbours}")
         if layers < 1:
@@ -223,16 +224,21 @@ class PDN(FlatSegmenter):
         return out
 
 
+def _create_pdn(variant: str, **kwargs: Any) -> PDN:
+    """PDN as registered variant ``variant`` names it (its backbone); ``kwargs`` override, ``backbone`` too."""
+    return PDN(**{"backbone": variant_backbone(variant), **kwargs})
+
+
 @register_model
 def pdn_resnet18(**kwargs: Any) -> PDN:
-    return PDN(**{"backbone": "resnet18", **kwargs})
+    return _create_pdn("pdn_resnet18", **kwargs)
 
 
 @register_model
 def pdn_resnet50(**kwargs: Any) -> PDN:
-    return PDN(**{"backbone": "resnet50", **kwargs})
+    return _create_pdn("pdn_resnet50", **kwargs)
 
 
 @register_model
 def pdn_resnet101(**kwargs: Any) -> PDN:
-    return PDN(**{"backbone": "resnet101", **kwargs})
+    return _create_pdn("pdn_resnet101", **kwargs)

@@ -33,7 +33,7 @@ from torch import nn
 
 from hierseg.core.errors import HiersegError
 from hierseg.models.backbone import Backbone
-from hierseg.models.base import FlatSegmenter
+from hierseg.models.base import FlatSegmenter, variant_backbone
 from hierseg.models.layers import conv_bn, conv_bn_relu
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
@@ -42,6 +42,9 @@ Excitation = Literal["sigmoid", "softmax", "sum", "none"]
 EXCITATIONS: tuple[str, ...] = ("sigmoid", "softmax", "sum", "none")
 _STEM = ("conv1", "bn1", "act1", "maxpool")
 _LAYERS = ("layer1", "layer2", "layer3", "layer4")
+
+
+PAPER_DATASETS = ("cityscapes",)  # without num_classes or datasets: the paper's dataset
 
 
 class Bottleneck(nn.Module):
@@ -233,9 +236,7 @@ class SPGNet(FlatSegmenter):
                  stages: int = 2, width: int = 128, excitation: Excitation = "sigmoid", identity: bool = True,
                  spg_supervision: bool = True, cross_stage: bool = True, ohem: bool = False, ohem_keep: float = 0.15,
                  ohem_threshold: float | None = None, eval_pool_crop: int | None = None) -> None:
-        if num_classes is None and datasets is None:
-            datasets = ("cityscapes",)  # the paper's dataset
-        super().__init__(make_outputs(num_classes, datasets, taxonomy))
+        super().__init__(make_outputs(num_classes, datasets, taxonomy, default=PAPER_DATASETS))
         if isinstance(stages, bool) or not isinstance(stages, int) or stages < 1:
             raise HiersegError(f"SPGNet stages must be a whole number >= 1, not {stages!r}")
         if isinstance(width, bool) or not isinstance(width, int) or width < 4 or width % 4:
@@ -287,19 +288,21 @@ class SPGNet(FlatSegmenter):
         return {"loss": torch.stack(list(terms.values())).sum(), **terms}
 
 
+def _create_spgnet(variant: str, **kwargs: Any) -> SPGNet:
+    """SPGNet as registered variant ``variant`` names it (its backbone); ``kwargs`` override, ``backbone`` too."""
+    return SPGNet(**{"backbone": variant_backbone(variant), **kwargs})
+
+
 @register_model
 def spgnet_resnet18(**kwargs: Any) -> SPGNet:
-    kwargs.setdefault("backbone", "resnet18")
-    return SPGNet(**kwargs)
+    return _create_spgnet("spgnet_resnet18", **kwargs)
 
 
 @register_model
 def spgnet_resnet50(**kwargs: Any) -> SPGNet:
-    kwargs.setdefault("backbone", "resnet50")
-    return SPGNet(**kwargs)
+    return _create_spgnet("spgnet_resnet50", **kwargs)
 
 
 @register_model
 def spgnet_resnet101(**kwargs: Any) -> SPGNet:
-    kwargs.setdefault("backbone", "resnet101")
-    return SPGNet(**kwargs)
+    return _create_spgnet("spgnet_resnet101", **kwargs)

@@ -126,3 +126,27 @@ def test_training_on_synthetic_data_lowers_the_loss(name, mode, batches):
     # Mean of the first two steps against the last two: one batch of each dataset in universal mode.
     first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
     assert last < 0.95 * first, f"{name} ({mode}): losses {[round(x, 3) for x in losses]}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_an_empty_dataset_list_is_the_same_error_for_every_family(name):
+    from hierseg.core.errors import HiersegError
+
+    with torch.device("meta"), pytest.raises(HiersegError) as info:
+        create_model(name, datasets=[])
+    assert str(info.value) == ("datasets is empty: name at least one dataset (datasets=['cityscapes']) or give "
+                               "num_classes=N")
+
+
+def backbone_names(model: torch.nn.Module) -> set[str]:
+    from hierseg.models import Backbone
+
+    return {m.name for m in model.modules() if isinstance(m, Backbone)}
+
+
+@pytest.mark.parametrize("name", [*MODELS, "dsspn_resnet18", "dsspn_resnet101"])
+def test_every_entry_point_builds_the_backbone_it_is_named_after_unless_told(name):
+    kwargs = {} if name.startswith("dsspn_") else {"num_classes": CLASSES}
+    with torch.device("meta"):
+        assert backbone_names(create_model(name, **kwargs)) == {name.split("_", 1)[1]}
+        assert backbone_names(create_model(name, backbone="resnet34", **kwargs)) == {"resnet34"}

@@ -27,15 +27,21 @@ __all__ = ["DatasetClasses", "LeafClasses", "Outputs", "RawClasses", "make_outpu
 
 
 def make_outputs(num_classes: int | None = None, datasets: Sequence[str] | str | None = None,
-                 taxonomy: object = None) -> Outputs:
+                 taxonomy: object = None, default: Sequence[str] | None = None) -> Outputs:
     """The outputs of a flat model: raw classes when ``num_classes`` is given, else one dataset's labels, else
-    (several datasets) the tree's leaves with the taxonomy-aware loss."""
+    (several datasets) the tree's leaves with the taxonomy-aware loss. Neither given: ``default``, the datasets of
+    the family's paper; an empty ``datasets`` is an error for every family."""
+    if num_classes is None and datasets is None:
+        datasets = default
     if num_classes is not None:
         if datasets:
             raise HiersegError("give either num_classes (raw class indices) or datasets (label spaces), not both")
         if num_classes < 1:
             raise HiersegError(f"num_classes must be at least 1, not {num_classes}")
         return RawClasses(num_classes)
+    if datasets is not None and len(datasets) == 0:
+        raise HiersegError("datasets is empty: name at least one dataset (datasets=['cityscapes']) or give "
+                           "num_classes=N")
     if not datasets:
         raise HiersegError("a flat model needs num_classes=N or datasets=[...]")
     datasets = (datasets,) if isinstance(datasets, str) else tuple(datasets)
