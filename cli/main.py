@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -64,11 +65,23 @@ def error_line(exc: BaseException) -> str:
     return str(exc)
 
 
+def _log_to_stderr() -> None:
+    """The library logs (``logging.getLogger(__name__)``); the command shows its INFO lines and above on stderr, as
+    plain messages."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("hierseg")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def main() -> None:
     """Console entry point: a :class:`HiersegError`, an OS fault (permission, read-only or full file system, a folder
     where a file belongs) or undecodable text becomes ``error: ...`` on stderr and exit code 2; SIGTERM unwinds and
     exits 143."""
     warnings.formatwarning = _warning_line
+    _log_to_stderr()
     if hasattr(signal, "SIGTERM") and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminate_handler(os.getpid()))
     try:

@@ -38,3 +38,12 @@ def test_no_function_in_the_engine_is_over_60_lines():
                 if lines > 60:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
     assert long == []
+
+
+def test_library_code_logs_and_leaves_printing_to_the_cli():
+    printing = []
+    for path in sorted([*(ROOT / "hierseg").rglob("*.py"), *(ROOT / "taxonomy").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                printing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert printing == []

@@ -61,18 +61,6 @@ def read_image(path: Path) -> np.ndarray:
         raise HiersegError(f"{path}: cannot read image ({exc})") from None
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
-    from PIL import Image, UnidentifiedImageError
-
-    check_regular(path, "image")
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-        raise HiersegError(f"{path}: cannot read image ({exc})") from None
-
-
 def _files(folder: Path, pattern: str) -> list[Path]:
     return sorted(p for p in folder.rglob(pattern) if not p.name.startswith("."))
 

@@ -7,9 +7,9 @@ a resume checkpoint.
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +19,8 @@ from typing import Any
 from hierseg.core.errors import HiersegError
 from hierseg.engine.logs import MetricsLog, Progress
 from hierseg.engine.train_loop import HookBase
+
+logger = logging.getLogger(__name__)
 
 
 class Interrupted(Exception):
@@ -119,8 +121,7 @@ class SignalStop(HookBase):
             for s, h in previous.items():
                 signal.signal(s, h)
             if self.announce:
-                print(f"{signal.Signals(signum).name}: stopping after this step (send it again to stop now)",
-                      file=sys.stderr, flush=True)
+                logger.warning("%s: stopping after this step (send it again to stop now)", signal.Signals(signum).name)
 
         for s in signums:
             signal.signal(s, handler)

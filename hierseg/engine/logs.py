@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from hierseg.core.io import make_folder, read_text, write_error
 
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
+logger = logging.getLogger(__name__)
 BASE_COLUMNS = ("stage", "step", "global_step", "epoch", "loss", "lr_head", "lr_backbone", "images", "images_per_s",
                 "time")
 
@@ -94,7 +96,8 @@ def format_record(record: dict[str, Any], total: int, images_per_s: float) -> st
 
 
 class Progress:
-    """A rich progress bar on stderr when it is a terminal; otherwise one line every ``every`` steps."""
+    """A rich progress bar on ``stream`` (stderr) when it is a terminal; otherwise one log line (INFO) every
+    ``every`` steps."""
 
     def __init__(self, stage: str, total: int, done: int = 0, every: int = 10, enabled: bool = True,
                  stream: TextIO | None = None) -> None:
@@ -127,7 +130,7 @@ class Progress:
             status = f"loss {record['loss']:.4f} lr {record['lr_head']:.2e} {rate:.1f} img/s"
             self.bar.update(self.task, status=status)
         else:
-            print(format_record(record, self.total, rate), file=self.stream, flush=True)
+            logger.info("%s", format_record(record, self.total, rate))
 
     def close(self) -> None:
         if self.bar is not None:

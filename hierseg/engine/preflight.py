@@ -6,9 +6,9 @@ config never starts a run, and each problem is one line naming the config field.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -32,6 +32,8 @@ RUN_OUTPUTS = ("model.pt", "metrics.jsonl", "metrics.csv", "finetune", "tensorbo
 RESUME_KEYS = ("model", "data.datasets", "schedule", "optim", "finetune", "init", "run.seed")
 
 ModelFn = Callable[..., nn.Module]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -155,7 +157,7 @@ def claim_run_dir(prepared: Prepared, overwrite: bool = False) -> FolderLock | N
                                "starting; another process wrote the folder")
         run_dir = config.output.dir
         for stale in remove_temporaries(run_dir) + remove_temporaries(run_dir / "finetune"):
-            print(f"removed {stale}, left by a killed checkpoint save", file=sys.stderr, flush=True)
+            logger.info("removed %s, left by a killed checkpoint save", stale)
         if overwrite:
             _clear_outputs(run_dir)
     except BaseException:

@@ -21,10 +21,10 @@ generator. Resuming therefore gives the same losses as never stopping.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -62,6 +62,8 @@ __all__ = ["LAST", "RESUME_KEYS", "RUN_OUTPUTS", "Interrupted", "ModelFn", "Prep
            "StepHook", "Trainer", "claim_run_dir", "plan_stages", "prepare", "shutdown_workers", "train"]
 
 StepHook = Callable[[dict[str, Any]], None]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -274,8 +276,7 @@ class Trainer(TrainerBase):
             writer.close()
         count = len(self.skipped.skipped)
         if count and self.info.is_main:
-            print(f"skipped {count} broken sample{'s' if count > 1 else ''} (data.on_error: skip)",
-                  file=sys.stderr, flush=True)
+            logger.info("skipped %d broken sample%s (data.on_error: skip)", count, "s" if count > 1 else "")
         return outputs
 
     def _open_logs(self, at: tuple[int, int] | None) -> MetricsWriter:
@@ -296,17 +297,17 @@ class Trainer(TrainerBase):
     def run_stage(self, stage: Stage, resume: dict[str, Any] | None) -> Path:
         self.state, start = self._start_stage(stage, resume)
         if self.info.is_main:
-            print(f"{stage.name}: {self.p.model_name} on {', '.join(stage.datasets)}, {self.state.total} steps "
-                  f"({self.state.per_epoch} per epoch), {self.info.world_size} x {self.info.device}"
-                  f"{', bf16' if self.bf16 else ''} -> {self.run_dir}"
-                  + (f" (resumed at step {start})" if start else ""), file=sys.stderr, flush=True)
+            logger.info("%s: %s on %s, %d steps (%d per epoch), %d x %s%s -> %s%s", stage.name, self.p.model_name,
+                        ", ".join(stage.datasets), self.state.total, self.state.per_epoch, self.info.world_size,
+                        self.info.device, ", bf16" if self.bf16 else "", self.run_dir,
+                        f" (resumed at step {start})" if start else "")
         self.last_time = time.perf_counter()
         self.train(start, self.state.total)
         if self.info.is_main:  # the model first: a resume state saying "done" must find it
             save_checkpoint(stage.output, self.p.model_name, self.p.model_kwargs, self.state.model, self.p.taxonomy,
                             training={"config": self.config.model_dump(mode="json"), "stage": stage.name,
                                       "step": self.state.total, "done": True})
-            print(f"{stage.name}: wrote {stage.output}", file=sys.stderr, flush=True)
+            logger.info("%s: wrote %s", stage.name, stage.output)
         self.save_resume(self.state.total)
         return stage.output
 

@@ -267,17 +267,16 @@ class SPGNet(FlatSegmenter):
     def scores(self, image: torch.Tensor) -> list[tuple[str, torch.Tensor, float]]:
         x, cross = image, None
         guided: list[tuple[str, torch.Tensor, float]] = []
-        for s in range(self.stages):
+        for s in range(self.stages - 1):  # the earlier stages guide the next one
             encoded = self.backbone[s](x, cross)
             decoded = self.decoder[s](encoded)
-            if s == self.stages - 1:
-                return [("main", self.classifier[-1](decoded[0]), 1.0), *guided]
             logits = self.classifier[s](decoded[0]) if self.excitation != "none" else None
             if self.spg_supervision:
                 guided.append((f"stage{s + 1}", logits, 1.0))
             x = self.spg[s](decoded[0], logits)
             cross = self.cross_stage[s](encoded, decoded) if self.cross_stage is not None else None
-        raise AssertionError("unreachable: stages >= 1")
+        decoded = self.decoder[-1](self.backbone[-1](x, cross))
+        return [("main", self.classifier[-1](decoded[0]), 1.0), *guided]
 
     def loss_terms(self, image: torch.Tensor, label: torch.Tensor, dataset: str | None) -> dict[str, torch.Tensor]:
         if not self.ohem:
