@@ -47,3 +47,26 @@ def test_library_code_logs_and_leaves_printing_to_the_cli():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
                 printing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert printing == []
+
+
+LAYERS = {  # a layer may import itself and the layers listed (README, "Architecture")
+    "core": {"core"},
+    "taxonomy": {"core", "taxonomy"},
+    "data": {"core", "taxonomy", "data"},
+    "models": {"core", "taxonomy", "models"},
+    "engine": {"core", "taxonomy", "data", "models", "engine"},
+    "cli": {"core", "taxonomy", "data", "models", "engine", "cli"},
+}
+FOLDERS = {"core": "hierseg/core", "taxonomy": "taxonomy", "data": "hierseg/data", "models": "hierseg/models",
+           "engine": "hierseg/engine", "cli": "cli"}
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    offending = []
+    for layer, folder in FOLDERS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for name in imported_modules(path):
+                parts = name.split(".")
+                if parts[0] == "hierseg" and len(parts) > 1 and parts[1] in LAYERS and parts[1] not in LAYERS[layer]:
+                    offending.append(f"{path.relative_to(ROOT)}: {name}")
+    assert offending == []
