@@ -31,7 +31,7 @@ demo: setup
 	$(HIERSEG) taxonomy stats $(DEMO)/dsspn359.json
 	$(HIERSEG) taxonomy draw $(DEMO)/dsspn359.json --dataset cityscapes --out $(DEMO)/cityscapes.svg
 	$(HIERSEG) labels export --dataset mapillary --to cityscapes --out $(DEMO)/mapillary_to_cityscapes.csv
-	for ds in $(DATASETS); do $(HIERSEG) data synth --dataset $$ds --out $(DEMO)/data/$$ds --n 16 --size 160 || exit 1; done
+	for ds in $(DATASETS); do $(HIERSEG) data synth --dataset $$ds --out $(DEMO)/data/$$ds --n 24 --size 128 --classes 2 || exit 1; done
 	rm -rf $(DEMO)/run  # a run folder is only reused with --resume
 	$(HIERSEG) train --config configs/demo.yaml
 	$(HIERSEG) plot $(DEMO)/run --out $(DEMO)/curves.png
