@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hierseg.models.backbone import Backbone
+from hierseg.models.backbone import Backbone, ResNetStages
 from hierseg.models.layers import count_params, resize
 from hierseg.models.outputs import DatasetClasses, Outputs, RawClasses
 from hierseg.taxonomy.labelspace import TREE
@@ -88,7 +88,7 @@ class Segmenter(nn.Module, ABC):
         """Figures for ``hierseg models info``: the backbone and parameter counts (families add their own)."""
         info: dict[str, Any] = {}
         backbone = getattr(self, "backbone", None)
-        if isinstance(backbone, Backbone):
+        if isinstance(backbone, Backbone | ResNetStages):
             info.update(backbone=backbone.name, output_stride=backbone.output_stride, weights=backbone.weights.source)
         groups = self.param_groups()
         info["params"] = count_params(self)

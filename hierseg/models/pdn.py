@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hierseg.core.errors import HiersegError
-from hierseg.models.backbone import Backbone
+from hierseg.models.backbone import ResNetStages
 from hierseg.models.base import FlatSegmenter, variant_backbone
 from hierseg.models.layers import conv_bn_relu
 from hierseg.models.outputs import make_outputs
@@ -179,15 +179,11 @@ class PDN(FlatSegmenter):
             raise HiersegError(f"pdn modules must be 1 (between 5b and 5c) or 2 (also after stage 4), not {modules}")
         if channels < 1:
             raise HiersegError(f"pdn channels must be at least 1 (the paper uses 256), not {channels}")
-        self.backbone = Backbone(backbone, output_stride=8, out_indices=(3, 4), weights=backbone_weights,
-                                 frozen_bn=frozen_bn)
-        body = self.backbone.body
-        if not all(hasattr(body, n) for n in ("conv1", "bn1", "act1", "maxpool", "layer3", "layer4")):
-            raise HiersegError(f"pdn backbone {backbone!r} is not ResNet-shaped; use a resnet/resnext backbone")
-        if len(body.layer4) < 2:
+        self.backbone = ResNetStages(backbone, output_stride=8, weights=backbone_weights, frozen_bn=frozen_bn)
+        if len(self.backbone.body.layer4) < 2:
             raise HiersegError(f"pdn backbone {backbone!r}: its last stage needs two blocks to insert between")
         spatial = NEIGHBOURS[neighbours]
-        stage4, stage5 = self.backbone.channels
+        stage4, stage5 = self.backbone.channels[2:]
         # blocks[0]: between 5b and 5c; blocks[1] (modules=2): between stages 4 and 5.
         self.blocks = nn.ModuleList(DiffusionBlock(c, channels, spatial, layers) for c in (stage5, stage4)[:modules])
         self.aux_heads = nn.ModuleList(
@@ -207,15 +203,14 @@ class PDN(FlatSegmenter):
         return {"diffusion_weights": self.diffusion_weight_count()}
 
     def scores(self, image: torch.Tensor) -> list[tuple[str, torch.Tensor, float]]:
-        body = self.backbone.body
-        x = body.maxpool(body.act1(body.bn1(body.conv1(image))))
-        x = body.layer3(body.layer2(body.layer1(x)))
+        layer1, layer2, layer3, layer4 = self.backbone.stages
+        x = layer3(layer2(layer1(self.backbone.stem(image))))
         depth_maps: list[list[torch.Tensor]] = [[] for _ in self.blocks]
         if len(self.blocks) == 2:
             x, depth_maps[1] = self.blocks[1](x)
-        x = body.layer4[:-1](x)
+        x = layer4[:-1](x)
         x, depth_maps[0] = self.blocks[0](x)
-        x = body.layer4[-1](x)
+        x = layer4[-1](x)
         out = [("main", self.classifier(x), 1.0)]
         if self.training:
             for m, (heads, depth) in enumerate(zip(self.aux_heads, depth_maps, strict=True), 1):

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hierseg.core.errors import HiersegError
-from hierseg.models.backbone import Backbone
+from hierseg.models.backbone import ResNetStages
 from hierseg.models.base import FlatSegmenter, variant_backbone
 from hierseg.models.layers import conv_bn, conv_bn_relu
 from hierseg.models.outputs import make_outputs
@@ -40,8 +40,6 @@ from hierseg.models.registry import register_model
 
 Excitation = Literal["sigmoid", "softmax", "sum", "none"]
 EXCITATIONS: tuple[str, ...] = ("sigmoid", "softmax", "sum", "none")
-_STEM = ("conv1", "bn1", "act1", "maxpool")
-_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
 
 PAPER_DATASETS = ("cityscapes",)  # without num_classes or datasets: the paper's dataset
@@ -128,28 +126,18 @@ class Encoder(nn.Module):
 
     def __init__(self, name: str, weights: str | Path | None, frozen_bn: bool, stem: bool) -> None:
         super().__init__()
-        self.net = Backbone(name, output_stride=32, out_indices=(1, 2, 3, 4), weights=weights, frozen_bn=frozen_bn)
-        parts = dict(self.net.body.named_children())
-        missing = [k for k in (*_STEM, *_LAYERS) if k not in parts]
-        if missing:
-            raise HiersegError(f"SPGNet backbone {name!r} has no {missing[0]}: use a timm ResNet (resnet18, resnet50,"
-                               " resnet101, ...)")
-        if not stem:  # later stages start from the previous stage's 1/4-resolution output (paper Figure 2)
-            for k in _STEM:
-                delattr(self.net.body, k)
-        self.has_stem = stem
+        # Later stages start from the previous stage's 1/4-resolution output (paper Figure 2): no stem of their own.
+        self.net = ResNetStages(name, output_stride=32, weights=weights, frozen_bn=frozen_bn, stem=stem)
         self.channels: list[int] = self.net.channels
         self.reductions: list[int] = self.net.reductions
-        self.in_channels: int = parts["layer1"][0].conv1.in_channels  # what a later stage's input must have
+        self.in_channels: int = self.net.body.layer1[0].conv1.in_channels  # what a later stage's input must have
 
     def forward(self, x: torch.Tensor, cross: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
-        body = self.net.body
-        if self.has_stem:
-            for k in _STEM:
-                x = getattr(body, k)(x)
+        if self.net.has_stem:
+            x = self.net.stem(x)
         features = []
-        for i, k in enumerate(_LAYERS):
-            x = getattr(body, k)(x)
+        for i, stage in enumerate(self.net.stages):
+            x = stage(x)
             if cross is not None:
                 x = x + cross[i]
             features.append(x)

@@ -90,3 +90,30 @@ def test_weights_sources(tmp_path):
     for bad in ("weights/resnet101.pth", "hf-hub:", "timm/"):
         with pytest.raises(HiersegError, match="no such file .*timm/<name> or hf-hub"):
             weights_source(bad)
+
+
+STAGES_PROBE = r"""
+import json, sys, torch
+from safetensors.torch import load_file
+from hierseg.models.backbone import ResNetStages
+
+saved = load_file(sys.argv[1])
+out = {}
+for stem in (True, False):
+    stages = ResNetStages("resnet18", output_stride=8, weights="timm/resnet18.a1_in1k", stem=stem)
+    own = stages.body.state_dict()
+    out[str(stem)] = {"of": len(own), "equal": all(k in saved and torch.equal(v, saved[k]) for k, v in own.items()),
+                      "source": stages.weights.source}
+print(json.dumps(out))
+"""
+
+
+def test_resnet_stages_take_hub_weights_offline_from_the_cache(tmp_path):
+    weights = hub_cache(tmp_path / "hub")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", STAGES_PROBE, str(weights)], capture_output=True, text=True,
+                            env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["True"]["equal"] and out["True"]["source"] == "hub" and out["True"]["of"] > 100
+    assert out["False"]["equal"] and out["False"]["of"] == out["True"]["of"] - 6  # conv1.weight and bn1's five tensors

@@ -139,9 +139,9 @@ def test_an_empty_dataset_list_is_the_same_error_for_every_family(name):
 
 
 def backbone_names(model: torch.nn.Module) -> set[str]:
-    from hierseg.models import Backbone
+    from hierseg.models import Backbone, ResNetStages
 
-    return {m.name for m in model.modules() if isinstance(m, Backbone)}
+    return {m.name for m in model.modules() if isinstance(m, Backbone | ResNetStages)}
 
 
 @pytest.mark.parametrize("name", [*MODELS, "dsspn_resnet18", "dsspn_resnet101"])
