@@ -11,11 +11,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from hierseg.core.errors import HiersegError
@@ -110,22 +111,23 @@ def _temporary(path: Path, data: bytes) -> str:
         raise write_error(path, exc) from None
     umask = os.umask(0)
     os.umask(umask)
-    try:
+    with _removed_on_failure(tmp, path):
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; written files get the usual permissions
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise write_error(path, exc) from None
-        raise
     return tmp
 
 
 def _replace(tmp: str, path: Path) -> None:
-    try:
+    with _removed_on_failure(tmp, path):
         os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmp: str, path: Path) -> Iterator[None]:
+    """Any failure (an interrupt too) removes the temporary; an OS fault becomes one line naming ``path``."""
+    try:
+        yield
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)

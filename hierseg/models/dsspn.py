@@ -10,8 +10,8 @@ batch on exactly the images that activate it; each neuron learns a per-output bi
 the outputs the batch's dataset defines (concept mask, 3.4), on labels subsampled to the feature resolution (4.1).
 
 Inference (:mod:`hierseg.models.topdown`): top-down from the root over the outputs the target dataset allows, by the
-paper's greedy rule (the default: it matched or beat ``inference="path"``, the most probable path, in five of six
-comparisons of ``bench/universal_bench.md``).
+paper's greedy rule (the default) or the most probable path (``inference="path"``); with per-pixel loss weighting
+greedy was ahead in 7 of 8 one-seed comparisons and even over two seeds (``bench/universal_bench.md``).
 
 Variants (paper's ablations): ``m`` in {32, 48, 64}; ``dense=False`` (a neuron reads its parent's features only);
 ``combine="sum"`` (ancestor features summed instead of concatenated: the root features are first projected to m
