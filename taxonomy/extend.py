@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from hierseg.core.errors import HiersegError, ProblemList
+from hierseg.core.io import read_text
 from hierseg.core.yamltext import yaml_line, yaml_problem
 from hierseg.taxonomy.labeltable import LabelTable, read_label_table
 from hierseg.taxonomy.mergespec import AddedConcept, LabelMapping, MergeSpec
@@ -109,13 +110,7 @@ def _table_entries(node: yaml.Node, path: Path, dataset: str, section: str,
 def load_addition(path: str | Path) -> DatasetAddition:
     """Read a dataset spec and its label table; raises :class:`ProblemList` with every problem found."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise HiersegError(f"{path}: cannot read dataset spec ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise HiersegError(f"{path}:{line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x})") from None
+    text = read_text(path, "dataset spec")
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from hierseg.core.errors import HiersegError
+from hierseg.core.io import read_text
 from hierseg.taxonomy.annotations import Recode
 from hierseg.taxonomy.specs import DATASETS
 
@@ -202,18 +203,20 @@ def locate(dataset: str, path: str | Path, split: str | None = None) -> tuple[Pa
                        "dataset root with --split, or --glob PATTERN to read a plain folder of label PNGs")
 
 
+def read_split_list(spec: Layout, root: Path, split: str) -> tuple[Path, str]:
+    """The list file of a split given as one sample name a line (VOC's ImageSets), and its text."""
+    assert spec.list_file is not None
+    listing = spec.list_file(root, split)
+    return listing, read_text(listing, f"{split} list of the {spec.dataset} layout")
+
+
 def split_labels(dataset: str, root: str | Path, split: str) -> list[Path]:
     """The label files of one split, sorted: the layout's labels, and alternative-encoding files standing in for
     missing ones (Cityscapes' labelTrainIds); nothing else the release keeps beside them."""
     spec = layout(dataset)
     root = dataset_root(dataset, root)
     if spec.list_file is not None:  # PASCAL VOC: a split is the list of stems in ImageSets, not a folder
-        listing = spec.list_file(root, split)
-        try:
-            stems = listing.read_text(encoding="utf-8").split()
-        except OSError as exc:
-            raise HiersegError(f"{listing}: cannot read the {split} list of the {dataset} layout ({exc.strerror})") \
-                from None
+        stems = read_split_list(spec, root, split)[1].split()
         return sorted({spec.label_path(root, split, stem) for stem in stems})
     folder = spec.label_dir(root, split)
     if not folder.is_dir():

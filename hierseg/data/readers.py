@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from hierseg.core.errors import HiersegError
 from hierseg.core.io import check_regular
-from hierseg.data.layouts import FOLDER, Layout, dataset_root, layout, layout_name, recodes
+from hierseg.data.layouts import FOLDER, Layout, dataset_root, layout, layout_name, read_split_list, recodes
 from hierseg.taxonomy.annotations import Recode, read_dataset_label
 from hierseg.taxonomy.specs import DatasetSpec, dataset_spec
 
@@ -103,15 +103,8 @@ def list_official(dataset: str, root: str | Path, split: str, layout_of: str | N
 def _list_from_file(spec: Layout, root: Path, split: str) -> tuple[list[Pair], list[str]]:
     """A split given as a list of stems, one a line (VOC's ImageSets): the other files belong to other splits and
     tasks, so only listed samples are paired, and a listed stem without its image or label is the problem."""
-    assert spec.list_file is not None
-    listing = spec.list_file(root, split)
-    try:
-        lines = listing.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise HiersegError(f"{listing}: cannot read the {split} list of the {spec.dataset} layout "
-                           f"({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise HiersegError(f"{listing}: not UTF-8 text; expected one sample name a line") from None
+    listing, text = read_split_list(spec, root, split)
+    lines = text.splitlines()
     pairs, problems, seen = [], [], {}
     for lineno, line in enumerate(lines, start=1):
         stem = line.strip()
