@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup wordnet demo voc test lint bench clean
+.PHONY: setup wordnet demo voc mseg-tree test lint bench clean
 
 setup: $(STAMP) wordnet
 
@@ -49,6 +49,15 @@ voc: setup
 	rm -rf $(VOC)/run  # a run folder is only reused with --resume
 	$(HIERSEG) train --config configs/synth_dsspn_resnet18_voc_cityscapes.yaml
 	$(HIERSEG) eval --checkpoint $(VOC)/run/model.pt --dataset pascal_voc $(VOC)/data/pascal_voc --per-class
+
+# MSeg's six held-out test datasets added to the tree (taxonomy/specs/<name>.yaml; ScanNet adds three concepts, hence
+# --any-size), and a small synthetic copy of each in its official layout: what zero-shot evaluation scores on.
+MSEG     := build/mseg
+MSEG_TEST := pascal_voc camvid kitti wilddash scannet pascal_context
+mseg-tree: setup
+	$(HIERSEG) taxonomy build $(foreach ds,$(MSEG_TEST),--add taxonomy/specs/$(ds).yaml) --any-size --out $(MSEG)/tree.json
+	$(HIERSEG) taxonomy stats $(MSEG)/tree.json
+	for ds in $(MSEG_TEST); do $(HIERSEG) data synth --dataset $$ds --taxonomy $(MSEG)/tree.json --out $(MSEG)/data/$$ds --n 8 --size 128 || exit 1; done
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,10 @@ tree was not built from, against baselines measured in the same run.
 2. Accuracy: top-1 and top-3 against the hand-written key (tests/taxonomy/data/suggest_key.csv) on PASCAL VOC 2012's
    20 classes and PASCAL-Context-59; against a names-only baseline (a label's normalised name looked up among the
    tree's concept and label names, no WordNet).
+3. Accuracy against the reviewed specs of the optional datasets (taxonomy/specs/<name>.yaml, each label's concept,
+   ``new:<parent>`` for a concept the spec adds, ``void`` for a void label), on their official tables: MSeg's six
+   held-out test datasets (VOC 2012 with its background, CamVid-11, KITTI, WildDash v1, ScanNet-20's NYU40 ids,
+   PASCAL-Context-60), with the same names-only baseline.
 """
 
 from __future__ import annotations
@@ -40,6 +44,22 @@ def context_table(folder: Path, which: str) -> Path:
 def read_key(dataset: str) -> dict[int, tuple[str, ...]]:
     rows = [r for r in csv.DictReader((DATA / "suggest_key.csv").open(encoding="utf-8")) if r["dataset"] == dataset]
     return {int(r["id"]): (r["concept"], *(a for a in r["also"].split(";") if a)) for r in rows}
+
+
+SPECS = ("pascal_voc", "camvid", "kitti", "wilddash", "scannet", "pascal_context")
+
+
+def spec_key(name: str):
+    """A reviewed spec as a key: its table, and per label the one answer the spec gives."""
+    from hierseg.taxonomy.extend import load_addition
+    from hierseg.taxonomy.specs import SPEC_DIR
+
+    addition = load_addition(SPEC_DIR / f"{name}.yaml")
+    parents = {c.id: c.parent for c in addition.merge.added}
+    key = {m.label_id: (f"new:{parents[m.concept]}" if m.concept in parents else m.concept,)
+           for m in addition.merge.labels}
+    key.update({label_id: ("void",) for label_id in addition.merge.void.get(name, {})})
+    return addition.table.path, key
 
 
 def names_only(suggester, labels) -> list[tuple[str, ...]]:
@@ -121,6 +141,20 @@ def main() -> None:
                   f"{top1:16.3f}   {top3:5.3f}")
             for label_id, name, answer, accepted in full["misses"]:
                 print(f"      miss: {label_id} {name}: suggested {answer}, key {' | '.join(accepted)}")
+
+        print("\n3. accuracy against the reviewed specs      labels   top-1   top-3   names-only top-1   top-3")
+        for dataset in SPECS:
+            path, key = spec_key(dataset)
+            table = read_label_table(path)
+            full = key_accuracy(suggest_table(table, taxonomy, wordnet, dataset, suggester).suggestions, key)
+            base = names_only(suggester, table.labels)
+            scored = [(lab.id, ranked) for lab, ranked in zip(table.labels, base, strict=True) if lab.id in key]
+            top1 = sum(r[0] in key[i] for i, r in scored) / len(scored)
+            top3 = sum(bool(set(r) & set(key[i])) for i, r in scored) / len(scored)
+            print(f"   {dataset + ' (' + path.name + ')':38s} {full['labels']:6d}   {full['top1']:5.3f}   "
+                  f"{full['top3']:5.3f}   {top1:16.3f}   {top3:5.3f}")
+            for label_id, name, answer, accepted in full["misses"]:
+                print(f"      miss: {label_id} {name}: suggested {answer}, spec {' | '.join(accepted)}")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ from hierseg.taxonomy.specs import DATASETS
 from hierseg.taxonomy.validate import SHIPPED_CONCEPTS, SHIPPED_MAX_DEPTH, validate_artifact
 
 RESERVED = ("tree", "classes")  # label-space names that are not datasets
+# Extra table columns the extended artifact keeps; `category` groups classes for Cityscapes-style category IoU (KITTI
+# and WildDash use Cityscapes' labels, categories included).
+CARRIED = ("description", "synset", "category")
 TODO = "TODO"  # `taxonomy suggest` writes reasons starting with this; a spec must replace them
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOP = ("dataset", "title", "table", "ignore", "ignore_name", "layout", "background", "added", "void", "labels")
@@ -374,7 +377,7 @@ def _dataset_entry(addition: DatasetAddition) -> dict[str, Any]:
         # value is predicted where the tree sees none of the dataset's classes, and scored as the benchmark does.
         default = label.id not in void or label.id == addition.background
         row["evaluated"] = label.evaluated if label.id in addition.table.evaluated_given else default
-        for key in ("description", "synset"):
+        for key in CARRIED:
             if label.extra.get(key):
                 row[key] = label.extra[key]
         labels.append(row)

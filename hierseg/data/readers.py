@@ -102,27 +102,33 @@ def list_official(dataset: str, root: str | Path, split: str, layout_of: str | N
 
 def _list_from_file(spec: Layout, root: Path, split: str) -> tuple[list[Pair], list[str]]:
     """A split given as a list of stems, one a line (VOC's ImageSets): the other files belong to other splits and
-    tasks, so only listed samples are paired, and a listed stem without its image or label is the problem."""
+    tasks, so only listed samples are paired, and a listed stem without its image or label is the problem. Where an
+    entry names a group of samples (ScanNet's scenes), each of its samples is paired, and an empty group is the
+    problem."""
     listing, text = read_split_list(spec, root, split)
     lines = text.splitlines()
     pairs, problems, seen = [], [], {}
     for lineno, line in enumerate(lines, start=1):
-        stem = line.strip()
-        if not stem:
+        entry = line.strip()
+        if not entry:
             continue
         where = f"{listing}:{lineno}"
-        if stem in seen:
-            problems.append(f"{where}: {stem} listed twice (first on line {seen[stem]})")
+        if entry in seen:
+            problems.append(f"{where}: {entry} listed twice (first on line {seen[entry]})")
             continue
-        seen[stem] = lineno
-        image = spec.image_of(root, split, stem)
-        label = spec.label_of(root, image, split)
-        if not image.is_file():
-            problems.append(f"{where}: {stem}: no image (expected {image})")
-        elif not label.is_file():
-            problems.append(f"{where}: {stem}: no label (expected {label})")
-        else:
-            pairs.append(Pair(image, label))
+        seen[entry] = lineno
+        stems = [entry] if spec.list_members is None else spec.list_members(root, entry)
+        if not stems:
+            problems.append(f"{where}: {entry}: no images (expected {spec.image_of(root, split, f'{entry}/*')})")
+        for stem in stems:
+            image = spec.image_of(root, split, stem)
+            label = spec.label_of(root, image, split)
+            if not image.is_file():
+                problems.append(f"{where}: {stem}: no image (expected {image})")
+            elif not label.is_file():
+                problems.append(f"{where}: {stem}: no label (expected {label})")
+            else:
+                pairs.append(Pair(image, label))
     return pairs, problems
 
 
@@ -229,7 +235,8 @@ class SegmentationDataset(Dataset):
 
 def official(dataset: str, root: str | Path, split: str, *, taxonomy: object = None, **kwargs: Any) -> SegmentationDataset:
     """One split of an official release (ADE20K, COCO-Stuff 164k, Cityscapes gtFine, Mapillary Vistas v1.2), or of a
-    dataset added to the tree (``taxonomy``: the extended tree) whose spec names an official layout (PASCAL VOC)."""
+    dataset added to the tree (``taxonomy``: the extended tree) whose spec names an official layout (PASCAL VOC,
+    PASCAL-Context, CamVid, KITTI, WildDash, ScanNet)."""
     spec = dataset_spec(dataset, getattr(taxonomy, "artifact", None))
     name = layout_name(dataset, taxonomy)
     pairs, problems = list_official(dataset, root, split, name)

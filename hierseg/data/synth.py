@@ -496,9 +496,24 @@ def _void_outlines(ids: np.ndarray, background: int | None, ignore: int, width: 
     return out
 
 
+WILDDASH_COUNTRIES = ("au", "cn", "de", "gb", "in", "jp", "ru", "us")  # WildDash v1 names frames {country}{seq}_{frame}
+SCANNET_FRAMES_PER_SCENE = 3
+
+
 def _stems(dataset: str, split: str, n: int, offset: int, seed: int, lay: Layout | None = None) -> list[str]:
-    if lay is not None and lay.dataset == "pascal_voc":  # {year}_{number}: 2007_000032; unique across the splits
-        return [f"{2007 + (offset + k) % 6}_{offset + k + 1:06d}" for k in range(n)]
+    if lay is not None and lay.dataset in ("pascal_voc", "pascal_context"):  # {year}_{number}: 2007_000032
+        years = 6 if lay.dataset == "pascal_voc" else 4  # VOC2012 holds images of 2007..2012, VOC2010 of 2007..2010
+        return [f"{2007 + (offset + k) % years}_{offset + k + 1:06d}" for k in range(n)]  # unique across the splits
+    if lay is not None and lay.dataset == "camvid":  # {sequence}_{frame}: 0016E5_07959
+        return [f"0016E5_{offset + k + 1:05d}" for k in range(n)]
+    if lay is not None and lay.dataset == "kitti":  # {image}_10: the frame the 2015 benchmarks label
+        return [f"{offset + k:06d}_10" for k in range(n)]
+    if lay is not None and lay.dataset == "wilddash":
+        return [f"{WILDDASH_COUNTRIES[k % len(WILDDASH_COUNTRIES)]}{k:04d}_100000" for k in range(n)]
+    if lay is not None and lay.dataset == "scannet":  # scene{space}_{scan}/{frame}: frames 100 apart, scenes per split
+        first = -(-offset // SCANNET_FRAMES_PER_SCENE)  # the scene after the previous split's last: none in two
+        return [f"scene{first + k // SCANNET_FRAMES_PER_SCENE:04d}_00/{100 * (k % SCANNET_FRAMES_PER_SCENE):06d}"
+                for k in range(n)]
     if lay is not None and lay.dataset == FOLDER:
         return [f"{dataset}_{offset + k + 1:06d}" for k in range(n)]
     if dataset == "ade20k":
@@ -514,14 +529,14 @@ def _stems(dataset: str, split: str, n: int, offset: int, seed: int, lay: Layout
 
 
 def samples(dataset: str, n: int, seed: int = 0, taxonomy: TreePath = None) -> tuple[Sample, ...]:
-    """What :func:`synthesize` writes: ``n`` samples per split (not ``test``, nor VOC's ``trainval``, the union of
-    two others), scene indices running across splits."""
+    """What :func:`synthesize` writes: ``n`` samples per split (not ``test`` unless the release labels it, as
+    CamVid's does, nor VOC's ``trainval``, the union of two others), scene indices running across splits."""
     lay = _check_dataset(dataset, _key(taxonomy))
     if n < 1:
         raise HiersegError(f"need at least one sample per split, got n={n}")
     out: list[Sample] = []
     for split in lay.splits:
-        if split in ("test", "trainval"):  # official test labels are empty; trainval is train + val
+        if (split == "test" and not lay.test_labels) or split == "trainval":  # trainval is train + val
             continue
         offset = len(out)
         stems = _stems(dataset, split, n, offset, seed, None if dataset in DATASETS else lay)
@@ -574,8 +589,9 @@ def synthesize(dataset: str, out: str | Path, n: int = 8, size: int = 256, seed:
                taxonomy: TreePath = None, classes: int | None = None) -> int:
     """Write ``n`` samples per split (all splits of the layout except ``test``) of ``dataset`` under ``out``, in its
     official layout and id convention; return the number of samples written. A dataset added to the tree
-    (``taxonomy``: the extended tree) is written in the layout its spec names: PASCAL VOC's (with its split lists)
-    or a folder of ``images/<split>`` and ``masks/<split>``.
+    (``taxonomy``: the extended tree) is written in the layout its spec names: PASCAL VOC's (with its split lists),
+    another official one (MSeg's test datasets: CamVid, KITTI, WildDash, ScanNet, PASCAL-Context) or a folder of
+    ``images/<split>`` and ``masks/<split>``.
 
     ``classes``: draw at most this many leaf concepts per scene role (sky, backdrop, ground, road, things...), the
     same ones for every dataset that labels them: fewer classes, each seen more often, for short demo runs.
@@ -586,8 +602,9 @@ def synthesize(dataset: str, out: str | Path, n: int = 8, size: int = 256, seed:
         raise HiersegError(f"classes must be at least 1, not {classes}")
     plan = samples(dataset, n, seed, taxonomy)
     lay, root = _check_dataset(dataset, tree), Path(out)
-    if lay.dataset == "pascal_voc" and not (root.name == "VOC2012" or (root / "VOCdevkit").exists()):
-        root = root / "VOCdevkit" / "VOC2012"
+    year = {"pascal_voc": "VOC2012", "pascal_context": "VOC2010"}.get(lay.dataset)
+    if year is not None and not (root.name == year or (root / "VOCdevkit").exists()):
+        root = root / "VOCdevkit" / year
     _check_existing(dataset, lay, root, size)
     image_format = "PNG" if lay.image_suffix == ".png" else "JPEG"
     for sample in plan:
@@ -602,8 +619,10 @@ def synthesize(dataset: str, out: str | Path, n: int = 8, size: int = 256, seed:
         atomic_write_bytes(lay.label_path(root, sample.split, sample.stem), _encode(label, "PNG"))
     if lay.list_file is not None:  # the split lists, and trainval as their union
         by_split: dict[str, list[str]] = {}
-        for sample in plan:
-            by_split.setdefault(sample.split, []).append(sample.stem)
+        for sample in plan:  # a list names samples, or for ScanNet the scenes that hold them
+            entry = sample.stem if lay.list_members is None else sample.stem.rpartition("/")[0]
+            if entry not in by_split.setdefault(sample.split, []):
+                by_split[sample.split].append(entry)
         if "trainval" in lay.splits:
             by_split["trainval"] = sorted(by_split.get("train", []) + by_split.get("val", []))
         for split, stems in by_split.items():
