@@ -41,10 +41,9 @@ REPO_ROOT: Path | None = SHIPPED.parent if _CHECKOUT else None
 def shipped_label_map(dataset: str) -> str:
     """The shipped label map of one dataset (``dataset_id,name,concept,concept_path,ignore,evaluated`` CSV)."""
     path = LABEL_MAP_DIR / f"{dataset}.csv"
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise HiersegError(f"{path}: no shipped label map for {dataset!r} ({exc.strerror})") from None
+    if not path.is_file():
+        raise HiersegError(f"{path}: no shipped label map for {dataset!r}")
+    return read_text(path, "label map")
 
 
 @dataclass(frozen=True)
