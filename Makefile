@@ -31,6 +31,7 @@ demo: setup
 	$(HIERSEG) taxonomy stats $(DEMO)/dsspn359.json
 	$(HIERSEG) taxonomy draw $(DEMO)/dsspn359.json --dataset cityscapes --out $(DEMO)/cityscapes.svg
 	$(HIERSEG) labels export --dataset mapillary --to cityscapes --out $(DEMO)/mapillary_to_cityscapes.csv
+	rm -rf $(DEMO)/data  # data synth writes a new dataset, never into another one
 	for ds in $(DATASETS); do $(HIERSEG) data synth --dataset $$ds --out $(DEMO)/data/$$ds --n 24 --size 128 --classes 2 || exit 1; done
 	rm -rf $(DEMO)/run  # a run folder is only reused with --resume
 	$(HIERSEG) train --config configs/demo.yaml
@@ -44,6 +45,7 @@ VOC := build/voc
 voc: setup
 	$(HIERSEG) taxonomy build --add taxonomy/specs/pascal_voc.yaml --out $(VOC)/tree.json
 	$(HIERSEG) taxonomy stats $(VOC)/tree.json
+	rm -rf $(VOC)/data
 	$(HIERSEG) data synth --dataset pascal_voc --taxonomy $(VOC)/tree.json --out $(VOC)/data/pascal_voc --n 8 --size 128
 	$(HIERSEG) data synth --dataset cityscapes --out $(VOC)/data/cityscapes --n 8 --size 128
 	rm -rf $(VOC)/run  # a run folder is only reused with --resume

@@ -16,16 +16,19 @@ def synth(
                                          "--taxonomy.")],
     out: Annotated[Path, typer.Option(help="Root folder to write the dataset's official layout under.")],
     n: Annotated[int, typer.Option("--n", min=1, help="Images per split.")] = 8,
-    size: Annotated[int, typer.Option(min=32, help="Image side in pixels (width = height).")] = 256,
+    size: Annotated[int, typer.Option(min=32, help="Image side in pixels (width = height, at most 8192).")] = 256,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same files.")] = 0,
     taxonomy: Annotated[Path | None, typer.Option(help="Tree to draw from: an extended tree (taxonomy build --add) "
                                                   "for an added dataset, written in the layout its spec names.")] = None,
     classes: Annotated[int | None, typer.Option(min=1, help="Draw at most this many classes per scene role.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the synthetic dataset in --out whole (default: --out must "
+                                            "be new or empty, or hold the same dataset).")] = False,
 ) -> None:
     """Write a small synthetic dataset in exactly DATASET's official layout and id convention."""
     from hierseg.data.synth import synthesize
 
-    written = synthesize(dataset, out, n=n, size=size, seed=seed, taxonomy=taxonomy, classes=classes)
+    written = synthesize(dataset, out, n=n, size=size, seed=seed, taxonomy=taxonomy, classes=classes,
+                         overwrite=overwrite)
     typer.echo(f"wrote {written} {dataset} samples under {out}")
 
 
@@ -59,8 +62,12 @@ def check(
 
                 raise HiersegError("--split is required for an official layout")
             data = official(dataset, root, split, on_error=on_error, verify=True)
-    for problem in data.problems:
-        typer.echo(f"problem: {problem}", err=True)
-    typer.echo(f"{dataset}: {len(data)} samples ok, {len(data.problems)} problems")
-    if data.problems:
+    from hierseg.core.errors import one_line
+    from hierseg.data.synth_record import check_record
+
+    problems = [*data.problems, *check_record(root)]  # a folder synth wrote: exactly what it wrote, no mix
+    for problem in problems:
+        typer.echo(f"problem: {one_line(problem)}", err=True)
+    typer.echo(f"{dataset}: {len(data)} samples ok, {len(problems)} problems")
+    if problems:
         raise typer.Exit(2)

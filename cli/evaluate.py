@@ -18,6 +18,9 @@ _DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_PIXELS = 2048 * 2048  # hierseg.engine.evaluate.MAX_PIXELS, without importing torch for --help
 
 CheckpointOption = Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file written by `hierseg train`.")]
+TrustOption = Annotated[bool, typer.Option("--trust-checkpoint", help="Also read a checkpoint without a digest (written "
+                                           "by hierseg 0.2 or earlier); only for files from a source you trust. "
+                                           "Loading never runs code.")]
 ModeOption = Annotated[Mode, typer.Option(help="whole: the full image at once; slide: --crop windows every --stride.")]
 CropOption = Annotated[int, typer.Option(min=1, help="Window side for --mode slide.")]
 StrideOption = Annotated[int | None, typer.Option(min=1, help="Window step for --mode slide (default: 2/3 of --crop).")]
@@ -36,11 +39,11 @@ def _check_checkpoint(path: Path) -> None:
     check_regular(path, "checkpoint (--checkpoint)")
 
 
-def _load(path: Path, dataset: str | None = None, what: str = "evaluation"):
+def _load(path: Path, dataset: str | None = None, what: str = "evaluation", trust: bool = False):
     from hierseg.engine.checkpoint import load_model, trained_datasets
     from hierseg.taxonomy.tree import Taxonomy
 
-    model, payload = load_model(path, map_location="cpu")
+    model, payload = load_model(path, map_location="cpu", trust=trust)
     taxonomy = Taxonomy(payload["taxonomy"]) if payload.get("taxonomy") is not None else None
     trained = trained_datasets(payload)
     if dataset not in (None, "tree") and trained is not None and dataset not in trained:
@@ -125,6 +128,7 @@ def evaluate(
                                          "reading the files).")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
     device: DeviceOption = None,
+    trust_checkpoint: TrustOption = False,
 ) -> None:
     """Score a checkpoint, or a folder of predictions made elsewhere, on a dataset split in the dataset's own ids:
     mIoU, pixel and class-average accuracy, mIoU by tree depth (and by category for Cityscapes), every class."""
@@ -157,11 +161,13 @@ def evaluate(
         _report(report, format, out, per_class)
         return
 
+    from hierseg.engine.distributed import parse_device
     from hierseg.engine.evaluate import InferenceOptions
     from hierseg.engine.evaluate import evaluate as run_evaluation
 
     options = InferenceOptions(mode.value, crop, stride, flip, short, max_pixels)
-    model, taxonomy, payload = _load(checkpoint, dataset)
+    device = parse_device(device)  # before the model is built: no device, no work
+    model, taxonomy, payload = _load(checkpoint, dataset, trust=trust_checkpoint)
     progress, task = _progress(limit, "eval")
     with progress:
         report = run_evaluation(model, dataset, root, split, options=options, batch_size=batch_size, workers=workers,
@@ -200,18 +206,21 @@ def predict(
     short: ShortOption = None,
     max_pixels: MaxPixelsOption = MAX_PIXELS,
     device: DeviceOption = None,
+    trust_checkpoint: TrustOption = False,
 ) -> None:
     """Write a label PNG (the dataset's ids, or tree concept indices) and a colour overlay for each image."""
     _check_checkpoint(checkpoint)
     for path in images:
         if not path.exists():
             raise HiersegError(f"{path}: no such image or folder")
+    from hierseg.engine.distributed import parse_device
     from hierseg.engine.evaluate import InferenceOptions
     from hierseg.engine.predict import collect_images, predict_images
 
     files = collect_images(images)  # before loading the model: a missing image fails fast
     options = InferenceOptions(mode.value, crop, stride, flip, short, max_pixels)
-    model, taxonomy, _ = _load(checkpoint, dataset, "prediction")
+    device = parse_device(device)
+    model, taxonomy, _ = _load(checkpoint, dataset, "prediction", trust=trust_checkpoint)
     progress, task = _progress(len(files), "predict")
     with progress:
         written = predict_images(model, images, out, dataset, options=options, device=device, taxonomy=taxonomy,

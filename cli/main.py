@@ -16,7 +16,7 @@ from hierseg.cli.data import app as data_app
 from hierseg.cli.labels import app as labels_app
 from hierseg.cli.models import app as models_app
 from hierseg.cli.taxonomy import app as taxonomy_app
-from hierseg.core.errors import HiersegError
+from hierseg.core.errors import HiersegError, one_line
 from hierseg.core.io import os_cause
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -52,7 +52,12 @@ def _terminate_handler(owner: int):
 
 
 def _warning_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
-    return f"warning: {message}\n"
+    return f"warning: {one_line(str(message))}\n"
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return one_line(super().format(record))
 
 
 def error_line(exc: BaseException) -> str:
@@ -69,7 +74,7 @@ def _log_to_stderr() -> None:
     """The library logs (``logging.getLogger(__name__)``); the command shows its INFO lines and above on stderr, as
     plain messages."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_OneLine("%(message)s"))
     logger = logging.getLogger("hierseg")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -88,7 +93,7 @@ def main() -> None:
         app()
     except (HiersegError, OSError, UnicodeDecodeError) as exc:
         for line in getattr(exc, "problems", None) or [error_line(exc)]:  # a ProblemList: one line per problem
-            print(f"error: {line}", file=sys.stderr)
+            print(f"error: {one_line(line)}", file=sys.stderr)
         sys.exit(2)
     except Terminated as exc:
         print(f"interrupted by {signal.Signals(exc.signum).name}", file=sys.stderr)

@@ -18,6 +18,10 @@ def train(
                                                            "(same config; workers and intervals may change).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run (or another run's outputs) in "
                                                                  "output.dir instead of refusing it.")] = False,
+    trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Also read a resume checkpoint or "
+                                                   "init.backbone_from without a digest (written by hierseg 0.2 or "
+                                                   "earlier); only for files from a source you trust. Loading never "
+                                                   "runs code.")] = False,
 ) -> None:
     """Train a model from a YAML config; under torchrun every process runs this same command (DDP)."""
     from hierseg.engine.config import load_config
@@ -29,7 +33,8 @@ def train(
 
     main_process = main_process_by_env()  # under torchrun, one process reports
     try:
-        outputs = run_training(cfg, source=str(config), resume=resume, overwrite=overwrite)
+        outputs = run_training(cfg, source=str(config), resume=resume, overwrite=overwrite,
+                               trust_checkpoints=trust_checkpoint)
     except Interrupted as exc:
         if main_process:
             print(exc, file=sys.stderr, flush=True)

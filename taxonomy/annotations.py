@@ -37,6 +37,20 @@ def list_label_files(root: str | Path, pattern: str = "*.png") -> list[Path]:
     return sorted(files)
 
 
+def image_too_large(path: Path, exc: Exception, what: str = "image") -> HiersegError:
+    """Pillow's decompression-bomb guard refused ``path``: one line saying so (Pillow's own message is a
+    ``DecompressionBombError`` traceback about a DOS attack)."""
+    import re
+
+    from PIL import Image
+
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    found = re.findall(r"\d+", str(exc))  # "Image size (900000000 pixels) exceeds limit of 178956970 pixels, ..."
+    size = f"{int(found[0]) / 1e6:.0f} MP" if found else "more pixels"
+    return HiersegError(f"{path}: {what} of {size}, more than the {limit / 1e6:.0f} MP Pillow decodes (its "
+                        "decompression-bomb limit); resize or tile it")
+
+
 def read_label(path: Path) -> np.ndarray:
     """A single-channel label PNG as an integer array (palette PNGs give their indices, as Mapillary's do)."""
     from PIL import Image, UnidentifiedImageError
@@ -47,6 +61,8 @@ def read_label(path: Path) -> np.ndarray:
             if image.mode not in _MODES:
                 raise HiersegError(f"{path}: label PNG has mode {image.mode}; expected one channel (L, P or I;16)")
             array = np.asarray(image)
+    except Image.DecompressionBombError as exc:
+        raise image_too_large(path, exc, "label PNG") from None
     except (OSError, UnidentifiedImageError, SyntaxError) as exc:
         raise HiersegError(f"{path}: cannot read label PNG ({exc})") from None
     if array.dtype not in (np.uint8, np.uint16):
@@ -114,13 +130,15 @@ def _init_remap(translation: Translation, src: Path, dst: Path, unknown: Unknown
     _state.update(translation=translation, src=src, dst=dst, unknown=unknown, recodes=recodes)
 
 
-def _remap_one(rel: Path) -> tuple[str, int, int]:
-    """Remap one file; returns (relative path, pixels, undefined pixels)."""
+def _remap_one(rel: Path) -> tuple[str, int, int, dict[str, int]]:
+    """Remap one file; returns (relative path, pixels, undefined pixels, the output's size and mtime)."""
+    from hierseg.taxonomy.remap_manifest import snapshot
+
     src, dst = _state["src"] / rel, _state["dst"] / rel
     label = read_dataset_label(src, _state["recodes"])
     out, unknown = _state["translation"].apply(label, _state["unknown"], where=str(src))
-    atomic_write_bytes(dst, encode_label(out))
-    return str(rel), int(label.size), unknown
+    atomic_write_bytes(dst, encode_label(out), root=_state["dst"])
+    return str(rel), int(label.size), unknown, snapshot(dst)
 
 
 def _die_with_parent() -> None:
@@ -183,6 +201,9 @@ def remap_folder(translation: Translation, src: str | Path, dst: str | Path, wor
     if dst.resolve().is_relative_to(src.resolve()):
         raise HiersegError(f"{dst}: destination lies inside the source folder {src}, so a re-run would read its "
                            "own outputs; remap into a folder outside it")
+    if src.resolve().is_relative_to(dst.resolve()):
+        raise HiersegError(f"{src}: the source lies inside the destination folder {dst}, so outputs (and "
+                           "--overwrite) could replace source annotations; remap into a folder outside it")
     report, start = RemapReport(files=len(files)), time.perf_counter()
     with FolderLock(dst, "labels remap"):
         remove_temporaries(dst, recursive=True)  # left by a killed run; under the lock, no one else's
@@ -196,9 +217,9 @@ def remap_folder(translation: Translation, src: str | Path, dst: str | Path, wor
             manifest.files.pop(rel, None)  # until rewritten, an output is unrecorded: redone if the run is killed
         manifest.save()
         try:
-            for rel, pixels, undefined in map_files(_remap_one, todo, workers, _init_remap,
-                                                    (translation, src, dst, unknown, recodes)):
-                manifest.files[rel] = {**sources[rel], "undefined": undefined}
+            for rel, pixels, undefined, output in map_files(_remap_one, todo, workers, _init_remap,
+                                                            (translation, src, dst, unknown, recodes)):
+                manifest.files[rel] = {**sources[rel], "undefined": undefined, "output": output}
                 manifest.save(force=False)
                 report.written += 1
                 report.megapixels += pixels / 1e6

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from hierseg.core.csvtext import csv_rows
 from hierseg.core.errors import HiersegError
 from hierseg.core.io import atomic_write_group, read_text
+from hierseg.core.yamltext import read_yaml
 from hierseg.taxonomy.mergespec import MergeSpec, concept_id, load_merge_spec
 from hierseg.taxonomy.specs import DATASETS, SPEC_DIR, DatasetSpec, dataset_spec, load_spec
 from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, FORMAT, LABEL_MAP_DIR, Taxonomy
@@ -62,7 +62,9 @@ class _Node:
 
 
 def _coco_nodes(spec_dir: Path, root: str) -> dict[str, _Node]:
-    synsets = yaml.safe_load(read_text(spec_dir / "coco_synsets.yaml", "spec"))
+    synsets = read_yaml(spec_dir / "coco_synsets.yaml", "spec")
+    if not isinstance(synsets, dict):
+        raise HiersegError(f"{spec_dir / 'coco_synsets.yaml'}: must map each COCO-Stuff node to its synset (or null)")
     nodes: dict[str, _Node] = {}
 
     def ensure(name: str, parent: str | None) -> _Node:
@@ -77,7 +79,7 @@ def _coco_nodes(spec_dir: Path, root: str) -> dict[str, _Node]:
     ensure("root", None)
     hierarchy = read_text(spec_dir / "coco_stuff_hierarchy.csv", "spec")
     with io.StringIO(hierarchy, newline="") as handle:
-        for row in csv.DictReader(handle):
+        for row in csv_rows(csv.DictReader(handle), str(spec_dir / "coco_stuff_hierarchy.csv")):
             parent = ensure(row["parent"], None)
             child = ensure(row["child"], parent.id)
             parent.children.append(child.id)

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from hierseg.core.csvtext import csv_rows
 from hierseg.core.errors import HiersegError
+from hierseg.core.io import read_text
+from hierseg.core.yamltext import read_yaml
 from hierseg.taxonomy.specs import SPEC_DIR, load_spec
 from hierseg.taxonomy.translate import Translation, translation
 from hierseg.taxonomy.tree import Taxonomy
@@ -143,13 +144,8 @@ def _split_cell(cell: str) -> list[str] | None:
 def read_mseg(path: str | Path) -> list[MsegClass]:
     """Parse an ``MSeg_master.tsv``; every problem (missing column, broken row, unknown name) is collected."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise HiersegError(f"{path}: cannot read MSeg taxonomy ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise HiersegError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    rows = list(csv.reader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE))
+    text = read_text(path, "MSeg taxonomy")  # FIFO-safe and bounded, one line for bytes that are not UTF-8
+    rows = list(csv_rows(csv.reader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE), str(path)))
     if not rows:
         raise CompareError([f"{path}: empty file, expected MSeg's tab-separated master taxonomy"])
     header = [h.strip() for h in rows[0]]
@@ -199,8 +195,8 @@ def read_mseg(path: str | Path) -> list[MsegClass]:
 
 def load_notes(path: str | Path = NOTES) -> dict[str, str]:
     """Universal class -> why our tree keeps its remaining unrelated pairs apart (``specs/mseg.yaml``)."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    notes = data.get("unrelated", {})
+    data = read_yaml(path, "MSeg notes") or {}
+    notes = data.get("unrelated", {}) if isinstance(data, dict) else None
     if not isinstance(notes, dict) or not all(isinstance(v, str) and v.strip() for v in notes.values()):
         raise HiersegError(f"{path}: 'unrelated' must map MSeg universal class names to a one-line reason")
     return {str(k): v for k, v in notes.items()}

@@ -36,7 +36,7 @@ import yaml
 
 from hierseg.core.errors import HiersegError, ProblemList
 from hierseg.core.io import read_text
-from hierseg.core.yamltext import yaml_line, yaml_problem
+from hierseg.core.yamltext import compose_yaml, yaml_line, yaml_problem, yaml_value
 from hierseg.taxonomy.labeltable import LabelTable, read_label_table
 from hierseg.taxonomy.mergespec import AddedConcept, LabelMapping, MergeSpec
 from hierseg.taxonomy.specs import DATASETS
@@ -81,7 +81,7 @@ class _SpecMerge(MergeSpec):
 
 
 def _scalar(node: yaml.Node) -> Any:
-    return yaml.safe_load(yaml.serialize(node))
+    return yaml_value(node)
 
 
 def _table_entries(node: yaml.Node, path: Path, dataset: str, section: str,
@@ -115,7 +115,7 @@ def load_addition(path: str | Path) -> DatasetAddition:
     path = Path(path)
     text = read_text(path, "dataset spec")
     try:
-        root = yaml.compose(text)
+        root = compose_yaml(text)
     except yaml.YAMLError as exc:
         line = yaml_line(exc)
         raise HiersegError(f"{path}{f':{line}' if line else ''}: not valid YAML ({yaml_problem(exc)})") from None

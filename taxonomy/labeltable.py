@@ -15,7 +15,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hierseg.core.csvtext import csv_rows
 from hierseg.core.errors import HiersegError, ProblemList
+from hierseg.core.io import read_bytes
 from hierseg.taxonomy.specs import Label
 
 REQUIRED = ("id", "name")
@@ -35,8 +37,9 @@ class LabelTable:
 
 
 def normalize(name: str) -> str:
-    """Lower case, separators (``-_/,``) as single spaces: ``Potted-Plant`` -> ``potted plant``."""
-    return " ".join(re.sub(r"[^0-9a-z]+", " ", name.lower()).split())
+    """Lower case, separators (``-_/,``) as single spaces: ``Potted-Plant`` -> ``potted plant``; letters and digits
+    of every script are kept (``草地``, ``café``)."""
+    return " ".join(re.sub(r"[\W_]+", " ", name.lower()).split())
 
 
 def _decode(path: Path, data: bytes, problems: list[str]) -> str | None:
@@ -64,16 +67,14 @@ def _color(text: str) -> tuple[int, int, int] | None:
 def read_label_table(path: str | Path) -> LabelTable:
     """Read and check a label table; raises :class:`ProblemList` with every problem found."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise HiersegError(f"{path}: cannot read label table ({exc.strerror})") from None
+    data = read_bytes(path, "label table")  # FIFO-safe and bounded
     problems: list[str] = []
     text = _decode(path, data, problems)
     if text is None:
         raise ProblemList(problems)
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    rows = csv_rows(reader, str(path))
+    header = next(rows, None)
     if not header:
         raise HiersegError(f"{path}: empty label table; expected a header row with {', '.join(REQUIRED)}")
     header = [h.strip() for h in header]
@@ -84,7 +85,7 @@ def read_label_table(path: str | Path) -> LabelTable:
     ids: dict[int, int] = {}
     names: dict[str, int] = {}
     given: set[int] = set()
-    for row in reader:
+    for row in rows:
         lineno = reader.line_num
         if not any(cell.strip() for cell in row):
             continue

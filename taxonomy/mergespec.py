@@ -10,7 +10,7 @@ import yaml
 
 from hierseg.core.errors import HiersegError
 from hierseg.core.io import read_text
-from hierseg.core.yamltext import yaml_line, yaml_problem
+from hierseg.core.yamltext import compose_yaml, yaml_line, yaml_problem, yaml_value
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _MARKS = ("not_below", "shares_synset")
@@ -102,7 +102,7 @@ def _entries(path: Path, node: yaml.Node, section: str, keys: set[str]) -> list[
     out = []
     for item in node.value:
         line = item.start_mark.line + 1
-        entry = yaml.safe_load(yaml.serialize(item))
+        entry = yaml_value(item)
         where = f"{path.name}:{line}"
         if not isinstance(entry, dict):
             raise HiersegError(f"{where}: each entry of {section!r} must be a mapping")
@@ -125,7 +125,7 @@ def load_merge_spec(path: str | Path) -> MergeSpec:
     path = Path(path)
     try:
         text = read_text(path, "merge spec")
-        root_node = yaml.compose(text)
+        root_node = compose_yaml(text)
     except yaml.YAMLError as exc:
         line = yaml_line(exc)
         at = f":{line}" if line is not None else ""
@@ -136,7 +136,10 @@ def load_merge_spec(path: str | Path) -> MergeSpec:
     for required in ("root", "added", "labels"):
         if required not in sections:
             raise HiersegError(f"{path}: missing top-level key {required!r}")
-    spec = MergeSpec(path=path, root=str(sections["root"].value))
+    root = sections["root"]
+    if not isinstance(root, yaml.ScalarNode) or root.tag != "tag:yaml.org,2002:str" or not root.value:
+        raise HiersegError(f"{path}:{root.start_mark.line + 1}: 'root' must be a concept id (a string)")
+    spec = MergeSpec(path=path, root=root.value)
 
     for entry, line, where in _entries(path, sections["added"], "added", _ADDED_KEYS):
         for key in ("parent", "source"):

@@ -13,10 +13,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from hierseg.core.csvtext import csv_rows
 from hierseg.core.errors import HiersegError
 from hierseg.core.io import read_text
+from hierseg.core.yamltext import read_yaml
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 DATASETS: tuple[str, ...] = ("coco_stuff", "ade20k", "cityscapes", "mapillary")
@@ -68,7 +68,7 @@ class DatasetSpec:
             missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise HiersegError(f"{path}: missing column(s) {', '.join(missing)}")
-            labels = [_parse_row(path, lineno, row) for lineno, row in enumerate(reader, start=2)]
+            labels = [_parse_row(path, lineno, row) for lineno, row in enumerate(csv_rows(reader, str(path)), start=2)]
         if not 0 <= ignore <= MAX_ID:
             raise HiersegError(f"{path}: ignore value {ignore} is outside 0..{MAX_ID} (16-bit label maps)")
         seen: dict[int, int] = {}
@@ -109,7 +109,7 @@ def _parse_row(path: Path, lineno: int, row: dict[str, str]) -> Label:
 @cache
 def load_spec(dataset: str) -> DatasetSpec:
     """The shipped label specification of one of :data:`DATASETS`."""
-    registry = yaml.safe_load((SPEC_DIR / "datasets.yaml").read_text(encoding="utf-8"))
+    registry = read_yaml(SPEC_DIR / "datasets.yaml", "dataset registry")
     if dataset not in registry:
         raise HiersegError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     entry = registry[dataset]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from hierseg.core.errors import HiersegError
 from hierseg.core.io import read_text
+from hierseg.core.jsontext import parse_json
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -41,10 +41,9 @@ REPO_ROOT: Path | None = SHIPPED.parent if _CHECKOUT else None
 def shipped_label_map(dataset: str) -> str:
     """The shipped label map of one dataset (``dataset_id,name,concept,concept_path,ignore,evaluated`` CSV)."""
     path = LABEL_MAP_DIR / f"{dataset}.csv"
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise HiersegError(f"{path}: no shipped label map for {dataset!r} ({exc.strerror})") from None
+    if not path.is_file():
+        raise HiersegError(f"{path}: no shipped label map for {dataset!r}")
+    return read_text(path, "label map")
 
 
 @dataclass(frozen=True)
@@ -62,10 +61,7 @@ class Concept:
 def read_artifact(path: str | Path) -> dict[str, Any]:
     """Parse an artifact file; a missing file or broken JSON is a one-line :class:`HiersegError`."""
     path = Path(path)
-    try:
-        data = json.loads(read_text(path, "taxonomy"))
-    except json.JSONDecodeError as exc:
-        raise HiersegError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+    data = parse_json(read_text(path, "taxonomy"), str(path), "taxonomy")
     if not isinstance(data, dict) or not isinstance(data.get("concepts"), list):
         raise HiersegError(f"{path}: not a hierseg taxonomy (no 'concepts' list)")
     return data
@@ -79,8 +75,13 @@ def _concept(entry: Any, index: int) -> Concept:
     missing = [f for f in ("id", "name", "parent", "depth") if f not in entry]
     if missing:
         raise HiersegError(f"{where}: missing field(s) {', '.join(missing)}")
-    if not isinstance(entry["id"], str) or not (entry["parent"] is None or isinstance(entry["parent"], str)):
+    if not isinstance(entry["id"], str) or not entry["id"] or not (entry["parent"] is None
+                                                                   or isinstance(entry["parent"], str)):
         raise HiersegError(f"{where}: id and parent must be strings (parent null for the root)")
+    for key in ("name", "synset", "definition", "source"):
+        if not (isinstance(entry.get(key), str) or (key != "name" and entry.get(key) is None)):
+            raise HiersegError(f"{where}: {key} must be a string{'' if key == 'name' else ' or null'}, not "
+                               f"{entry[key]!r}")
     if isinstance(entry["depth"], bool) or not isinstance(entry["depth"], int):
         raise HiersegError(f"{where}: depth must be an integer, not {entry['depth']!r}")
     labels = entry.get("labels", {})
@@ -89,7 +90,7 @@ def _concept(entry: Any, index: int) -> Concept:
     for dataset, ids in labels.items():
         if not isinstance(ids, list) or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
             raise HiersegError(f"{where}: labels.{dataset} must be a list of non-negative integer ids, not {ids!r}")
-    return Concept(id=entry["id"], name=str(entry["name"]), parent=entry["parent"], depth=entry["depth"],
+    return Concept(id=entry["id"], name=entry["name"], parent=entry["parent"], depth=entry["depth"],
                    synset=entry.get("synset"), definition=entry.get("definition"), source=entry.get("source", ""),
                    labels={k: tuple(v) for k, v in labels.items()})
 
@@ -97,22 +98,65 @@ def _concept(entry: Any, index: int) -> Concept:
 class Taxonomy:
     """Concepts by stable string id, with parent, children, depth and ancestors.
 
-    Build one with :meth:`load`; run :func:`hierseg.taxonomy.validate.validate_artifact` first on untrusted files.
+    Build one with :meth:`load`. The structure is checked here, in the one loader every command uses (one line for
+    the first problem): each record's types, unique ids, known parents, one root (the declared ``root``), every
+    concept below it (no parent cycle: walking up always ends) and each depth its distance from the root; so no
+    command hangs or prints half a tree. :func:`hierseg.taxonomy.validate.validate_artifact` checks the rest
+    (coverage, sizes, synsets) and lists every problem.
     """
 
     def __init__(self, artifact: dict[str, Any]) -> None:
+        if not isinstance(artifact, dict):
+            raise HiersegError("not a hierseg taxonomy (not a JSON object)")
         self.artifact = artifact
         if not isinstance(artifact.get("root"), str) or not isinstance(artifact.get("concepts"), list):
-            raise HiersegError("not a hierseg taxonomy (needs a 'root' id and a 'concepts' list)")
+            raise HiersegError("not a hierseg taxonomy (needs a 'root' id, a string, and a 'concepts' list)")
+        datasets = artifact.get("datasets", {})
+        if not isinstance(datasets, dict) or not all(isinstance(k, str) and isinstance(v, dict)
+                                                     for k, v in datasets.items()):
+            raise HiersegError("'datasets' must map each dataset name to its facts (ignore, void, ...)")
         self.root: str = artifact["root"]
         self._concepts: dict[str, Concept] = {}
         self._children: dict[str, list[str]] = {}
         for index, entry in enumerate(artifact["concepts"]):
             concept = _concept(entry, index)
+            if concept.id in self._concepts:
+                raise HiersegError(f"concept {concept.id}: given twice (concept #{index} and an earlier one)")
             self._concepts[concept.id] = concept
             self._children.setdefault(concept.id, [])
             if concept.parent is not None:
                 self._children.setdefault(concept.parent, []).append(concept.id)
+        self._check_structure()
+
+    def _check_structure(self) -> None:
+        for concept in self._concepts.values():
+            if concept.parent is not None and concept.parent not in self._concepts:
+                raise HiersegError(f"concept {concept.id}: unknown parent {concept.parent!r}")
+        roots = [c.id for c in self._concepts.values() if c.parent is None]
+        if roots != [self.root]:
+            found = ", ".join(roots[:5]) or "none"
+            raise HiersegError(f"tree: the root is declared {self.root!r}, but the concepts without a parent are: "
+                               f"{found}; a tree has exactly one root")
+        depth = {self.root: 0}
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            for child in self._children[node]:
+                depth[child] = depth[node] + 1
+                stack.append(child)
+        if len(depth) < len(self._concepts):
+            start = next(c for c in self._concepts if c not in depth)
+            chain, node = [start], self._concepts[start].parent
+            while node not in chain:  # every concept has a known parent and none reaches the root: a cycle
+                chain.append(node)
+                node = self._concepts[node].parent
+            cycle = chain[chain.index(node):] + [node]
+            raise HiersegError(f"concept {node}: its parents form a cycle ({' -> '.join(cycle)}), so it does not "
+                               f"lie below the root {self.root}")
+        for concept in self._concepts.values():
+            if concept.depth != depth[concept.id]:
+                raise HiersegError(f"concept {concept.id}: depth {concept.depth}, but it is {depth[concept.id]} "
+                                   "below the root")
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Taxonomy:

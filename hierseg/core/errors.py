@@ -1,5 +1,15 @@
 """The one user-facing error type: a one-line message that names the file, line or field."""
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: a newline or another control character (in a file name, say) written as an escape
+    (``\\n``, ``\\x1b``), so a name cannot forge extra ``error:`` lines or move the terminal's cursor."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
 
 class HiersegError(Exception):
     """Bad input or environment. The CLI prints ``error: <message>`` and exits with code 2."""

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from hierseg.core.errors import HiersegError
 from hierseg.core.io import check_regular
 from hierseg.data.layouts import FOLDER, Layout, dataset_root, layout, layout_name, read_split_list, recodes
-from hierseg.taxonomy.annotations import Recode, read_dataset_label
+from hierseg.taxonomy.annotations import Recode, image_too_large, read_dataset_label
 from hierseg.taxonomy.specs import DatasetSpec, dataset_spec
 
 OnError = Literal["raise", "skip"]
@@ -50,13 +50,19 @@ class Pair:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """An RGB image as ``(H, W, 3)`` uint8."""
+    """An RGB image as ``(H, W, 3)`` uint8. A 16-bit or float image is refused: converting it to 8 bits would clip
+    every value above 255 (Pillow's conversion does), and how to scale it is the user's to say."""
     from PIL import Image, UnidentifiedImageError
 
     check_regular(path, "image")
     try:
         with Image.open(path) as image:
+            if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+                raise HiersegError(f"{path}: a {'16-bit' if image.mode.startswith('I') else 'floating-point'} image "
+                                   f"(mode {image.mode}); hierseg reads 8-bit images: convert it to 8 bits first")
             return np.asarray(image.convert("RGB"))
+    except Image.DecompressionBombError as exc:
+        raise image_too_large(path, exc) from None
     except (OSError, UnidentifiedImageError, SyntaxError) as exc:
         raise HiersegError(f"{path}: cannot read image ({exc})") from None
 

@@ -25,6 +25,7 @@ from PIL import Image
 
 from hierseg.core.errors import HiersegError
 from hierseg.core.io import atomic_write_bytes
+from hierseg.data import synth_record
 from hierseg.data.layouts import FOLDER, FOLDER_LAYOUT, LAYOUTS, Layout, layout, layout_name
 from hierseg.taxonomy import NeuronGraph, Taxonomy, translation
 from hierseg.taxonomy.specs import DATASETS, dataset_spec
@@ -34,6 +35,7 @@ TreePath = str | Path | None  # an (extended) tree artifact; None: the shipped t
 # band is about 5 pixels wide on 500-pixel images).
 VOID_BORDER = {"pascal_voc": 0.005}
 MIN_SIZE = 32
+MAX_SIZE = 8192
 JPEG_QUALITY = 90
 CITIES = {  # official Cityscapes cities; the layout reads the folder from the stem's first field
     "train": ("aachen", "bochum", "bremen", "cologne", "darmstadt", "dusseldorf", "erfurt", "hamburg", "hanover",
@@ -443,6 +445,8 @@ def _validate(dataset: str, size: int, tree: str | None = None) -> None:
     _check_dataset(dataset, tree)
     if size < MIN_SIZE:
         raise HiersegError(f"image size {size} is too small; use at least {MIN_SIZE} pixels")
+    if size > MAX_SIZE:  # a scene holds a few arrays of size x size; 100000 would need hundreds of GB
+        raise HiersegError(f"image size {size} is too large; use at most {MAX_SIZE} pixels")
 
 
 def scene(dataset: str, index: int, size: int = 256, seed: int = 0,
@@ -586,7 +590,7 @@ def _check_existing(dataset: str, lay: Layout, root: Path, size: int) -> None:
 
 
 def synthesize(dataset: str, out: str | Path, n: int = 8, size: int = 256, seed: int = 0,
-               taxonomy: TreePath = None, classes: int | None = None) -> int:
+               taxonomy: TreePath = None, classes: int | None = None, overwrite: bool = False) -> int:
     """Write ``n`` samples per split (all splits of the layout except ``test``) of ``dataset`` under ``out``, in its
     official layout and id convention; return the number of samples written. A dataset added to the tree
     (``taxonomy``: the extended tree) is written in the layout its spec names: PASCAL VOC's (with its split lists),
@@ -595,6 +599,9 @@ def synthesize(dataset: str, out: str | Path, n: int = 8, size: int = 256, seed:
 
     ``classes``: draw at most this many leaf concepts per scene role (sky, backdrop, ground, road, things...), the
     same ones for every dataset that labels them: fewer classes, each seen more often, for short demo runs.
+
+    ``out`` must be new or empty (or hold the dataset of the very same settings); ``overwrite`` replaces a
+    synthetic dataset there whole (:mod:`hierseg.data.synth_record`).
     """
     tree = _key(taxonomy)
     _validate(dataset, size, tree)
@@ -606,6 +613,9 @@ def synthesize(dataset: str, out: str | Path, n: int = 8, size: int = 256, seed:
     if year is not None and not (root.name == year or (root / "VOCdevkit").exists()):
         root = root / "VOCdevkit" / year
     _check_existing(dataset, lay, root, size)
+    settings = {"dataset": dataset, "n": n, "size": size, "seed": seed, "classes": classes, "taxonomy": tree}
+    synth_record.claim(out, settings, overwrite)
+    written: list[Path] = []
     image_format = "PNG" if lay.image_suffix == ".png" else "JPEG"
     for sample in plan:
         image, concepts = scene(dataset, sample.index, size, seed, taxonomy, classes)
@@ -615,8 +625,10 @@ def synthesize(dataset: str, out: str | Path, n: int = 8, size: int = 256, seed:
             label.putpalette(_palette(dataset, tree))
         else:
             label = Image.fromarray(ids)
-        atomic_write_bytes(lay.image_of(root, sample.split, sample.stem), _encode(Image.fromarray(image), image_format))
-        atomic_write_bytes(lay.label_path(root, sample.split, sample.stem), _encode(label, "PNG"))
+        written.append(atomic_write_bytes(lay.image_of(root, sample.split, sample.stem),
+                                          _encode(Image.fromarray(image), image_format), root=out))
+        written.append(atomic_write_bytes(lay.label_path(root, sample.split, sample.stem), _encode(label, "PNG"),
+                                          root=out))
     if lay.list_file is not None:  # the split lists, and trainval as their union
         by_split: dict[str, list[str]] = {}
         for sample in plan:  # a list names samples, or for ScanNet the scenes that hold them
@@ -626,5 +638,7 @@ def synthesize(dataset: str, out: str | Path, n: int = 8, size: int = 256, seed:
         if "trainval" in lay.splits:
             by_split["trainval"] = sorted(by_split.get("train", []) + by_split.get("val", []))
         for split, stems in by_split.items():
-            atomic_write_bytes(lay.list_file(root, split), "".join(f"{stem}\n" for stem in stems).encode())
+            written.append(atomic_write_bytes(lay.list_file(root, split), "".join(f"{stem}\n" for stem in stems).encode(),
+                                              root=out))
+    synth_record.write_record(out, settings, written)
     return len(plan)

@@ -2,7 +2,7 @@
 
 A config has the sections ``model``, ``data``, ``schedule``, ``optim``, ``finetune``, ``init``, ``run`` and
 ``output`` (see :class:`TrainConfig`). Every value is checked before anything runs; a bad one is a one-line
-:class:`HiersegError` ``FILE: field.path: reason``. Overrides are parsed with ``yaml.safe_load`` and merged into
+:class:`HiersegError` ``FILE: field.path: reason``. Overrides are parsed with the same YAML loader and merged into
 the file's mapping before validation, so they are checked exactly like the file. Relative paths are relative to
 the working directory.
 """
@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from hierseg.core.errors import HiersegError
 from hierseg.core.io import read_text
-from hierseg.core.yamltext import split_assignment, yaml_line, yaml_problem
+from hierseg.core.yamltext import load_yaml, split_assignment, yaml_line, yaml_problem
 from hierseg.taxonomy.specs import DATASETS
 
 # A built-in dataset, or one added to the tree the model names (model.kwargs.taxonomy, `taxonomy build --add`).
@@ -36,6 +36,21 @@ class FieldError(ValueError):
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode takes `steps: true` as 1 step and `lr_head: true` as 1.0; here true is only a boolean
+        numbers = _numbers(cls.model_fields[info.field_name].annotation)
+        if isinstance(value, bool) and numbers:
+            raise ValueError(f"expected a {'whole number' if numbers == {int} else 'number'}, not {str(value).lower()}")
+        return value
+
+
+def _numbers(annotation: Any) -> set[type]:
+    """``{int}``, ``{float}`` (or both) when a field takes numbers and no booleans; empty otherwise."""
+    args = {annotation, *typing.get_args(annotation)}
+    return set() if bool in args or Any in args else {a for a in args if a in (int, float)}
 
 
 class ModelConfig(Section):
@@ -211,7 +226,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read ``path``, apply ``--set`` overrides (``a.b=value``), validate; errors name the file and field."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(read_text(path, "config file"))
+        raw = load_yaml(read_text(path, "config file"))
     except yaml.YAMLError as exc:
         line = yaml_line(exc)
         where = f"line {line}: " if line is not None else ""
@@ -239,7 +254,7 @@ def apply_override(raw: dict[str, Any], item: str, source: str = "config") -> No
         raise HiersegError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optim.lr_head=0.01")
     key, text = split
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError as exc:
         raise HiersegError(f"--set {key}: value {text!r} is not valid YAML ({yaml_problem(exc)})") from None
     parts = key.split(".")

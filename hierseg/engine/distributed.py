@@ -68,6 +68,26 @@ def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+def parse_device(text: str | torch.device | None) -> torch.device:
+    """The device a ``--device`` names (default: CUDA when there is one); one that does not exist here, or that
+    torch does not know (``tpu``), is a one-line error instead of torch's traceback at the first tensor moved."""
+    if text is None:
+        return default_device()
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError, ValueError):
+        raise HiersegError(f"--device {text}: not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise HiersegError(f"--device {text}: torch sees no CUDA device here; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise HiersegError(f"--device {text}: torch sees {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    elif device.type != "cpu":
+        raise HiersegError(f"--device {text}: hierseg runs on cpu or cuda, not {device.type}")
+    return device
+
+
 def setup(device_choice: str = "auto") -> DistInfo:
     """Join the process group ``torchrun`` describes (if any) and pick this process's device."""
     world_size = env_world_size()

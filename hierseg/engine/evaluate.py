@@ -42,6 +42,7 @@ from hierseg.taxonomy.tree import Taxonomy
 
 MODES = ("whole", "slide")
 MAX_PIXELS = 2048 * 2048  # Cityscapes (2048x1024), ADE20K and COCO run whole; larger images slide
+_BAND_FLOATS = 1 << 24  # class scores resized to the labels' size are decoded in bands of about this many floats
 
 
 @dataclass(frozen=True)
@@ -188,10 +189,38 @@ class Predictor:
             count[..., top:bottom, left:right] += 1
         probs = total / count
         if tuple(probs.shape[-2:]) != size:
-            probs = F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+            return self._decode_resized(probs, size)
         # log of the averaged probabilities is a valid logit vector (its softmax gives them back), so any decode,
         # plain argmax or a sum of leaf probabilities per dataset label, sees the average it expects.
         return self.model.decode(probs.clamp_min(1e-12).log(), self.dataset)
+
+    def _decode_resized(self, probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """``decode`` of ``probs`` resized bilinearly to ``size`` (the labels' size, after ``short``), in bands of
+        output rows: the scores of the whole resized image (classes x pixels) are never held at once.
+
+        Each band is PyTorch's own bilinear resize (``align_corners=False``): along the width over the source rows the
+        band needs (their height kept, which copies them exactly), then between the two source rows each output row
+        lies on, with the weights ``F.interpolate`` uses."""
+        (height, width), rows_in = size, probs.shape[-2]
+        per_row = probs.shape[0] * probs.shape[1] * width  # floats in one resized output row
+        scale = rows_in / height
+        band = max(1, _BAND_FLOATS // (per_row * (2 + math.ceil(scale))))
+        if band >= height:
+            probs = F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+            return self.model.decode(probs.clamp_min(1e-12).log(), self.dataset)
+        ids = torch.empty(probs.shape[0], height, width, dtype=torch.int64, device=probs.device)
+        for top in range(0, height, band):
+            ys = ((torch.arange(top, min(height, top + band), device=probs.device) + 0.5) * scale - 0.5).clamp_min(0)
+            y0 = ys.long().clamp_max(rows_in - 1)
+            y1 = (y0 + 1).clamp_max(rows_in - 1)
+            weight = (ys - y0).view(-1, 1)
+            first, last = int(y0[0]), int(y1[-1]) + 1
+            wide = F.interpolate(probs[..., first:last, :], size=(last - first, width), mode="bilinear",
+                                 align_corners=False)
+            rows = wide[..., y0 - first, :] * (1 - weight) + wide[..., y1 - first, :] * weight
+            del wide
+            ids[:, top:top + len(ys)] = self.model.decode(rows.clamp_min(1e-12).log(), self.dataset)
+        return ids
 
     def _window_ids(self, window: torch.Tensor) -> torch.Tensor:
         if self.scored and self.options.flip:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from hierseg.core.io import make_folder, read_text, write_error
+from hierseg.core.errors import HiersegError
+from hierseg.core.io import make_folder, open_output, read_text, write_error
 
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
@@ -26,18 +28,45 @@ BASE_COLUMNS = ("stage", "step", "global_step", "epoch", "loss", "lr_head", "lr_
                 "time")
 
 
+# The fields every record has, and the types the readers (resume, plot, TensorBoard) rely on.
+_RECORD = {"stage": (str,), "stage_index": (int,), "step": (int,), "global_step": (int,), "lr_head": (int, float),
+           "lr_backbone": (int, float), "datasets": (dict,)}
+
+
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Every record of ``RUN_DIR/metrics.jsonl`` (a torn last line, from a killed run, is skipped)."""
+    """Every record of ``RUN_DIR/metrics.jsonl`` (a torn last line, from a killed run, is skipped); a line that is
+    JSON but not a record (a field missing or of another type, nested too deep) is an error naming the line."""
     path = Path(run_dir) / METRICS_JSONL
     if not path.exists():
         return []
     records = []
-    for line in read_text(path, "metrics log").splitlines():
+    lines = read_text(path, "metrics log").splitlines()
+    for lineno, line in enumerate(lines, start=1):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        except RecursionError:
+            raise HiersegError(f"{path}:{lineno}: not a metrics record (nested too deeply)") from None
+        problem = _record_problem(record)
+        if problem is not None:
+            raise HiersegError(f"{path}:{lineno}: not a metrics record ({problem}); the log is damaged: remove the "
+                               "line, or start the run in a new output.dir")
+        records.append(record)
     return records
+
+
+def _record_problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return f"a {type(record).__name__}, not an object"
+    for key, types in _RECORD.items():
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"{key} is {'missing' if key not in record else repr(value)[:40]}"
+    if not all(isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+               for k, v in record["datasets"].items()):
+        return "datasets must map dataset names to losses"
+    return None
 
 
 class MetricsLog:
@@ -50,11 +79,9 @@ class MetricsLog:
         kept = [r for r in read_metrics(run_dir)
                 if keep_until is not None and (r["stage_index"], r["step"]) <= keep_until]
         make_folder(run_dir, "run folder")
-        try:
-            self.jsonl: TextIO = self.jsonl_path.open("w", encoding="utf-8")
-            self.csv_file: TextIO = self.csv_path.open("w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise write_error(Path(exc.filename or self.jsonl_path), exc) from None
+        # written in place, line by line: opened without following a link (a linked log would be written elsewhere)
+        self.jsonl: TextIO = _text_output(self.jsonl_path)
+        self.csv_file: TextIO = _text_output(self.csv_path, newline="")
         self.csv = csv.DictWriter(self.csv_file, self.columns, extrasaction="ignore")
         self.csv.writeheader()
         for record in kept:
@@ -87,6 +114,15 @@ class MetricsLog:
                 handle.close()
             except OSError:
                 pass  # every record was flushed when written; a failed flush has already been reported
+
+
+def _text_output(path: Path, newline: str | None = None) -> TextIO:
+    fd = open_output(path)
+    try:
+        return open(fd, "w", encoding="utf-8", newline=newline)
+    except OSError as exc:
+        os.close(fd)
+        raise write_error(path, exc) from None
 
 
 def format_record(record: dict[str, Any], total: int, images_per_s: float) -> str:

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from hierseg.core.errors import HiersegError
-from hierseg.core.io import atomic_write_bytes
+from hierseg.core.io import atomic_write_bytes, writing_into
 from hierseg.data.readers import IMAGE_SUFFIXES, read_image
 from hierseg.data.transforms import EvalTransform
-from hierseg.engine.distributed import default_device, evaluating, unwrap
+from hierseg.engine.distributed import evaluating, parse_device, unwrap
 from hierseg.engine.evaluate import CLASSES, InferenceOptions, Predictor, resolve_space
 from hierseg.engine.palette import Palette, overlay, palette, present_values
 from hierseg.taxonomy.annotations import encode_label
@@ -80,11 +80,11 @@ def predict_images(model: nn.Module, inputs: Sequence[str | Path], out: str | Pa
     space = resolve_space(module, dataset)
     pal = palette(space, taxonomy, module.raw_classes if space == CLASSES else None)
     dtype = label_dtype(space, pal)
-    device = torch.device(device) if device is not None else default_device()
+    device = parse_device(device)
     transform = EvalTransform((options or InferenceOptions()).short)
     out = Path(out)
     written: list[Prediction] = []
-    with evaluating(module, device):
+    with evaluating(module, device), writing_into(out):  # labels/ and overlays/ below it: real folders only
         predictor = Predictor(module, space, options, taxonomy)
         for path, rel in images:
             image = read_image(path)

@@ -49,11 +49,13 @@ class Prepared:
     model_fn: ModelFn
     resume: dict[str, Any] | None  # the resume checkpoint
     resume_stat: tuple[int, int] | None = None  # its size and mtime as read, to notice a writer in between
+    trust_checkpoints: bool = False  # read checkpoints without a digest (--trust-checkpoint)
 
 
 def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
-            model_fn: ModelFn | None = None, overwrite: bool = False) -> Prepared:
+            model_fn: ModelFn | None = None, overwrite: bool = False, trust_checkpoints: bool = False) -> Prepared:
     """Check the model, every path and every dataset split, and the run folder; nothing is written.
+    ``trust_checkpoints``: the resume checkpoint and ``init.backbone_from`` may lack a digest (never runs code).
 
     :func:`claim_run_dir` then locks the folder for the run (and checks it again under the lock).
     """
@@ -85,8 +87,9 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
 
         check_available()
     resume_stat = _stat(config.output.dir / LAST) if resume else None
-    payload = _check_run_dir(config, source, resume, overwrite)
-    return Prepared(config, source, datasets, config.model.name, kwargs, taxonomy, model_fn, payload, resume_stat)
+    payload = _check_run_dir(config, source, resume, overwrite, trust=trust_checkpoints)
+    return Prepared(config, source, datasets, config.model.name, kwargs, taxonomy, model_fn, payload, resume_stat,
+                    trust_checkpoints)
 
 
 Fail = Callable[[str, str], HiersegError]
@@ -195,7 +198,7 @@ def _open_dataset(d: DatasetConfig, seed: int, on_error: str, fail: Fail,
 
 
 def _check_run_dir(config: TrainConfig, source: str, resume: bool, overwrite: bool = False,
-                   locked: bool = False) -> dict[str, Any] | None:
+                   locked: bool = False, trust: bool = False) -> dict[str, Any] | None:
     """Refuse a folder another run is writing (its lock), another run's outputs, or a resume that does not fit;
     ``locked``: this process holds the folder's lock already."""
     run_dir = config.output.dir
@@ -211,13 +214,15 @@ def _check_run_dir(config: TrainConfig, source: str, resume: bool, overwrite: bo
             raise HiersegError(f"{source}: output.dir: {run_dir} already holds a run ({last}); continue it with "
                                "--resume, replace it with --overwrite, or choose another output.dir")
         found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+        if found and _failed_start(run_dir, found):
+            return None  # a run that stopped before its first step: nothing of it to keep, its files are replaced
         if found:
             raise HiersegError(f"{source}: output.dir: {run_dir} holds another run's outputs ({', '.join(found)}) "
                                f"but no {LAST} to resume; replace them with --overwrite or choose another output.dir")
         return None
     if not last.is_file():
         raise HiersegError(f"{source}: output.dir: {last}: no checkpoint to resume")
-    payload = read_checkpoint(last)
+    payload = read_checkpoint(last, trust=trust)
     training = payload.get("training") or {}
     if "config" not in training:
         raise HiersegError(f"{last}: holds no training state to resume")
@@ -235,10 +240,31 @@ def _check_run_dir(config: TrainConfig, source: str, resume: bool, overwrite: bo
     return payload
 
 
+def _failed_start(run_dir: Path, found: list[str]) -> bool:
+    """The outputs are those of a run that failed before its first step (a checkpoint that did not load, a device
+    that is not there): no checkpoint, and metrics logs without a record."""
+    from hierseg.engine.logs import METRICS_CSV, METRICS_JSONL
+
+    if not set(found) <= {METRICS_JSONL, METRICS_CSV}:
+        return False
+    for name in found:
+        path = run_dir / name
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 4096:
+            return False
+        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        if len(lines) > (1 if name == METRICS_CSV else 0):  # the CSV's header only
+            return False
+    return True
+
+
 def _clear_outputs(run_dir: Path) -> None:
-    """--overwrite: the previous run's files go before this run writes, so the folder never mixes two runs."""
+    """--overwrite: the previous run's files go before this run writes, so the folder never mixes two runs. A link
+    among them is removed itself; nothing is deleted through it."""
     for name in (LAST, "model.pt", "metrics.jsonl", "metrics.csv"):
         (run_dir / name).unlink(missing_ok=True)
+    for name in ("finetune", "tensorboard"):
+        if (run_dir / name).is_symlink():
+            (run_dir / name).unlink()
     for path in sorted((run_dir / "finetune").glob("*.pt")) if (run_dir / "finetune").is_dir() else ():
         path.unlink()
     if (run_dir / "tensorboard").is_dir():

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hierseg.core.errors import HiersegError
+from hierseg.core.io import make_folder
 from hierseg.engine.logs import read_metrics
 
 FOLDER = "tensorboard"
@@ -37,6 +38,7 @@ class TensorBoardLog:
     files are), so the curves read as if the run had never stopped."""
 
     def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
+        make_folder(Path(run_dir) / FOLDER, "TensorBoard folder", root=run_dir)  # a real folder, not a link elsewhere
         self.writer = _summary_writer()(log_dir=str(Path(run_dir) / FOLDER), purge_step=purge_step)
 
     def write(self, record: dict[str, Any]) -> None:

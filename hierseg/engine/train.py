@@ -92,15 +92,16 @@ def plan_stages(config: TrainConfig) -> list[Stage]:
 
 
 def train(config: TrainConfig, *, source: str = "config", resume: bool = False, model_fn: ModelFn | None = None,
-          on_step: StepHook | None = None, overwrite: bool = False) -> dict[str, Path]:
+          on_step: StepHook | None = None, overwrite: bool = False, trust_checkpoints: bool = False) -> dict[str, Path]:
     """Run every stage of ``config``; returns ``{stage name: final checkpoint}``.
 
     ``model_fn(**kwargs)`` replaces the registry (tests, custom models); ``on_step(record)`` is called on every
-    rank after each step; ``overwrite`` replaces another run's outputs in ``output.dir``. Raises
+    rank after each step; ``overwrite`` replaces another run's outputs in ``output.dir``; ``trust_checkpoints``
+    reads a resume checkpoint or ``init.backbone_from`` without a digest (older hierseg's; never runs code). Raises
     :class:`Interrupted` after SIGINT/SIGTERM (checkpoint written) and :class:`HiersegError` on bad input, a
     broken sample (unless ``data.on_error: skip``), a run folder in use, or a non-finite loss.
     """
-    prepared = prepare(config, source, resume, model_fn, overwrite)
+    prepared = prepare(config, source, resume, model_fn, overwrite, trust_checkpoints)
     lock = claim_run_dir(prepared, overwrite)
     try:
         info = distributed.setup(config.run.device)
@@ -248,9 +249,9 @@ class Trainer(TrainerBase):
             kwargs["taxonomy"] = self.p.taxonomy
         model = self.p.model_fn(**kwargs)
         if stage.start_from is not None:
-            model.load_state_dict(read_checkpoint(stage.start_from)["state_dict"])
+            model.load_state_dict(read_checkpoint(stage.start_from, trust=self.p.trust_checkpoints)["state_dict"])
         elif self.config.init.backbone_from is not None:
-            load_backbone(model, self.config.init.backbone_from)
+            load_backbone(model, self.config.init.backbone_from, trust=self.p.trust_checkpoints)
         return model
 
     # ---- the run

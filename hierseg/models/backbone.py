@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from hierseg.core.errors import HiersegError
+from hierseg.core.io import read_text
 
 HUB_PREFIX = "hf-hub:"
 RESNET_STEM = ("conv1", "bn1", "act1", "maxpool")
@@ -84,10 +85,11 @@ def _check_hub_architecture(name: str, hub_id: str) -> None:
         return
     if not isinstance(cached, str):
         return
-    try:
-        architecture = json.loads(Path(cached).read_text(encoding="utf-8")).get("architecture")
-    except (OSError, ValueError):
+    try:  # the cache's file, through the bounded FIFO-safe reader: a damaged one is no reason to stop here
+        config = json.loads(read_text(cached, "hub config"))
+    except (HiersegError, ValueError, RecursionError):
         return
+    architecture = config.get("architecture") if isinstance(config, dict) else None
     if architecture and architecture != name.split(".")[0]:
         raise HiersegError(f"backbone weights {hub_id} are for {architecture}, but the backbone is {name}; "
                            f"use weights of a {name} or set the model's backbone to {architecture}")

@@ -149,3 +149,56 @@ def test_a_refused_lock_leaves_no_folder_it_created(tmp_path):
     lock = hio.FolderLock(tmp_path / "new").acquire()
     lock.release(remove_created=True)
     assert not (tmp_path / "new").exists()
+
+
+def test_writes_never_follow_a_link(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    link = tmp_path / "out.json"
+    link.symlink_to(victim)
+    with pytest.raises(HiersegError, match=f"^{link}: is a symbolic link; hierseg does not write through links"):
+        hio.atomic_write_bytes(link, b"{}")
+    with pytest.raises(HiersegError, match="is a symbolic link"):
+        hio.atomic_write_group({tmp_path / "a.csv": "a", link: "b"})
+    with pytest.raises(HiersegError, match="is a symbolic link"):
+        os.close(hio.open_output(link))
+    assert victim.read_text() == "precious" and link.is_symlink() and not (tmp_path / "a.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "victim.txt"]  # no temporary left
+
+
+def test_a_linked_sub_folder_of_an_output_folder_is_refused(tmp_path):
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    (out / "labels").symlink_to(outside)
+    with pytest.raises(HiersegError, match=f"^{out / 'labels'}: is a symbolic link inside the output folder {out}"):
+        hio.atomic_write_bytes(out / "labels" / "deep" / "a.png", b"x", root=out)
+    with hio.writing_into(out):  # declared once, every write below it is checked
+        with pytest.raises(HiersegError, match="is a symbolic link inside the output folder"):
+            hio.atomic_write_bytes(out / "labels" / "a.png", b"x")
+        hio.atomic_write_bytes(out / "real" / "deeper" / "a.png", b"x")
+    assert not any(outside.iterdir()) and (out / "real" / "deeper" / "a.png").read_bytes() == b"x"
+    # the output folder itself may be a link the user named
+    named = tmp_path / "named"
+    named.symlink_to(outside)
+    hio.atomic_write_bytes(named / "sub" / "b.png", b"y", root=named)
+    assert (outside / "sub" / "b.png").read_bytes() == b"y"
+
+
+def test_a_linked_lock_file_is_refused_and_its_target_untouched(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / hio.LOCK_NAME).symlink_to(victim)
+    with pytest.raises(HiersegError, match=r"\.hierseg\.lock: is a symbolic link"):
+        hio.FolderLock(tmp_path / "run").acquire()
+    assert victim.read_text() == "precious"
+    assert hio.FolderLock.holder(tmp_path / "run") is None
+
+
+def test_reads_are_bounded(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_bytes(b" " * 2048)
+    with pytest.raises(HiersegError, match=f"^{path}: .* larger than a taxonomy may be"):
+        hio.read_text(path, "taxonomy", limit=1024)
+    assert len(hio.read_bytes(path, limit=None)) == 2048

@@ -171,7 +171,8 @@ def test_synthetic_voc_in_the_devkit_layout(tmp_path, trees):
 
 def test_synthetic_folder_dataset_with_a_new_concept(tmp_path, trees):
     synthesize("mine", tmp_path / "mine", n=2, size=64, taxonomy=trees["both"])
-    assert sorted(p.relative_to(tmp_path / "mine").as_posix() for p in (tmp_path / "mine").rglob("*.*")) == [
+    assert sorted(p.relative_to(tmp_path / "mine").as_posix() for p in (tmp_path / "mine").rglob("*.*")
+                  if not p.name.startswith(".")) == [  # .hierseg-synth.json: what synth wrote, for data check
         "images/train/mine_000001.jpg", "images/train/mine_000002.jpg", "images/val/mine_000003.jpg",
         "images/val/mine_000004.jpg", "masks/train/mine_000001.png", "masks/train/mine_000002.png",
         "masks/val/mine_000003.png", "masks/val/mine_000004.png"]

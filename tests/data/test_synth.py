@@ -212,7 +212,7 @@ def test_colour_alone_does_not_give_the_label(tax: Taxonomy) -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"dataset": "pascal"}, "pascal"), ({"n": 0}, "n=0"), ({"size": 31}, "31"),
+    ({"dataset": "pascal"}, "pascal"), ({"n": 0}, "n=0"), ({"size": 31}, "31"), ({"size": 100000}, "too large"),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path: Path, kwargs: dict, match: str) -> None:
     args = {"dataset": "ade20k", "out": tmp_path, "n": 1, "size": SIZE, **kwargs}
@@ -245,4 +245,34 @@ def test_another_size_into_an_existing_dataset_is_refused(tmp_path: Path) -> Non
     with pytest.raises(HiersegError, match=f"already holds ade20k images of {SIZE}x{SIZE} .*--size {SIZE}"):
         synthesize("ade20k", tmp_path, n=2, size=SIZE + 32)
     assert sorted(p.read_bytes() for p in tmp_path.rglob("*.*")) == before  # nothing added, nothing replaced
-    assert synthesize("ade20k", tmp_path, n=2, size=SIZE) == 4  # the same size adds to it
+
+
+def test_a_dataset_is_written_into_a_new_folder_or_replaced_whole(tmp_path: Path) -> None:
+    from hierseg.data.synth_record import RECORD, check_record
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    synthesize("ade20k", tmp_path / "a", n=3, size=SIZE, seed=1)
+    three = files(tmp_path / "a")
+    assert synthesize("ade20k", tmp_path / "a", n=3, size=SIZE, seed=1) == 6 and files(tmp_path / "a") == three
+    with pytest.raises(HiersegError, match="already holds a synthetic dataset \\(n 3, seed 1\\).*--overwrite"):
+        synthesize("ade20k", tmp_path / "a", n=2, size=SIZE, seed=5)
+    assert files(tmp_path / "a") == three  # nothing replaced, nothing added
+    synthesize("ade20k", tmp_path / "a", n=2, size=SIZE, seed=5, overwrite=True)
+    synthesize("ade20k", tmp_path / "b", n=2, size=SIZE, seed=5)
+    assert files(tmp_path / "a") == files(tmp_path / "b")  # replaced whole: no sample of the first one left
+    assert check_record(tmp_path / "a") == []
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    for overwrite in (False, True):
+        with pytest.raises(HiersegError, match="not empty .* and not a folder data synth wrote"):
+            synthesize("ade20k", tmp_path / "mine", n=1, size=SIZE, overwrite=overwrite)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+    # a mix made by hand (another synth's files copied in) does not pass as the dataset the record describes
+    extra = next(p for p in (tmp_path / "b").rglob("*.jpg"))
+    (tmp_path / "a" / extra.relative_to(tmp_path / "b").with_name("ADE_train_99999999.jpg")).write_bytes(b"x")
+    assert len(check_record(tmp_path / "a")) == 1 and "synth did not write" in check_record(tmp_path / "a")[0]
+    assert (tmp_path / "a" / RECORD).is_file()

@@ -117,7 +117,8 @@ def test_cli_missing_columns_and_unreadable_file(tmp_path):
     assert result.stderr.strip() == (f"error: {path}:1: missing column(s) coco-panoptic-133, cityscapes-34, "
                                      "mapillary-public65")
     missing = run_cli("taxonomy", "compare", "--mseg", str(tmp_path / "nope.tsv"))
-    assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "cannot read" in missing.stderr
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ")
+    assert "nope.tsv: no such MSeg taxonomy" in missing.stderr
     empty = tmp_path / "empty.tsv"
     empty.write_text("")
     with pytest.raises(CompareError, match="empty file"):

@@ -51,8 +51,9 @@ def test_manifest_records_the_translation_and_every_source(tmp_path, taxonomy):
                                                                             "mapillary")
     assert manifest["tool"].startswith("hierseg ") and len(manifest["table"]) == 64
     for i in range(3):
-        info = os.stat(src / f"{i}.png")
-        assert manifest["files"][f"{i}.png"] == {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "undefined": 0}
+        info, out = os.stat(src / f"{i}.png"), os.stat(dst / f"{i}.png")
+        assert manifest["files"][f"{i}.png"] == {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "undefined": 0,
+                                                 "output": {"size": out.st_size, "mtime_ns": out.st_mtime_ns}}
     assert sorted(p.name for p in dst.iterdir()) == sorted([LOCK_NAME, MANIFEST, "0.png", "1.png", "2.png"])
     assert remap_folder(translation(taxonomy, "cityscapes", "mapillary"), src, dst).skipped == 3
 
@@ -108,6 +109,54 @@ def test_unrecorded_outputs_need_overwrite_and_dst_inside_src_is_refused(tmp_pat
     with pytest.raises(HiersegError, match="destination lies inside the source folder"):
         remap_folder(table, src, src / "remapped")
     assert not (src / "remapped").exists()
+
+
+def test_an_output_changed_after_it_was_written_is_not_vouched_for(tmp_path, taxonomy):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_labels(src, city("road", "car"))
+    table = translation(taxonomy, "cityscapes", "mapillary")
+    remap_folder(table, src, dst)
+    expected = read_label(dst / "1.png")
+    with open(dst / "1.png", "r+b") as handle:  # truncated after the manifest recorded it
+        handle.truncate(20)
+    with pytest.raises(HiersegError, match=r"1.png: its output .*1.png was changed or truncated after remap wrote it"):
+        remap_folder(table, src, dst)
+    report = remap_folder(table, src, dst, overwrite=True)
+    assert (report.written, report.skipped) == (1, 1) and np.array_equal(read_label(dst / "1.png"), expected)
+
+
+def test_a_damaged_manifest_entry_is_one_line_and_overwrite_redoes_it(tmp_path, taxonomy):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_labels(src, city("road", "car"))
+    table = translation(taxonomy, "cityscapes", "mapillary")
+    remap_folder(table, src, dst)
+    manifest = json.loads((dst / MANIFEST).read_text())
+    manifest["files"]["0.png"] = "fine"
+    (dst / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(HiersegError, match=r"remap_manifest.json: entry '0.png' is not a remap record") as info:
+        remap_folder(table, src, dst)
+    assert "\n" not in str(info.value)
+    assert remap_folder(table, src, dst, overwrite=True).written == 2
+
+
+def test_src_inside_dst_and_linked_sub_folders_are_refused(tmp_path, taxonomy):
+    table = translation(taxonomy, "cityscapes", "mapillary")
+    dst = tmp_path / "dst"
+    write_labels(dst / "src", city("road"))
+    before = (dst / "src" / "0.png").read_bytes()
+    for overwrite in (False, True):
+        with pytest.raises(HiersegError, match="the source lies inside the destination folder"):
+            remap_folder(table, dst / "src", dst, overwrite=overwrite)
+    assert (dst / "src" / "0.png").read_bytes() == before
+    # a sub-folder of DST that links elsewhere: nothing is written (or deleted) through it
+    src, outside = tmp_path / "src", tmp_path / "outside"
+    write_labels(src / "sub", city("road", "car"))
+    outside.mkdir()
+    (tmp_path / "dst2").mkdir()
+    (tmp_path / "dst2" / "sub").symlink_to(outside)
+    with pytest.raises(HiersegError, match="sub: is a symbolic link inside the output folder"):
+        remap_folder(table, src, tmp_path / "dst2")
+    assert not any(outside.iterdir())
 
 
 def cli(*args: str) -> list[str]:
