@@ -45,11 +45,13 @@ from typing import Any
 import torch
 
 from hierseg.core.yamltext import parse_overrides
+from hierseg.data.layouts import resolve_split
 from hierseg.data.loader import multi_dataset_loader
 from hierseg.data.readers import official
 from hierseg.data.synth import synthesize
 from hierseg.data.transforms import TrainTransform
-from hierseg.engine.evaluate import EvalReport, InferenceOptions, evaluate, resolve_split
+from hierseg.engine.evaluate import InferenceOptions, evaluate
+from hierseg.evaluation.report import EvalReport
 from hierseg.models import create_model
 from hierseg.taxonomy import Taxonomy, load_spec, translation
 

@@ -148,7 +148,7 @@ def evaluate(
             raise HiersegError(f"{out}: --out writes csv or json; add --format csv or --format json")
         format = Format(out.suffix.lower()[1:])
     if predictions is not None:
-        from hierseg.engine.score import score_predictions
+        from hierseg.evaluation.score import score_predictions
 
         progress, task = _progress(None, "eval")
         with progress:

@@ -55,7 +55,7 @@ class TensorBoardLog:
 
 
 def eval_scalars(report: Any) -> dict[str, float]:
-    """The figures of an :class:`~hierseg.engine.evaluate.EvalReport`, by TensorBoard tag (NaN ones left out)."""
+    """The figures of an :class:`~hierseg.evaluation.report.EvalReport`, by TensorBoard tag (NaN ones left out)."""
     m, prefix = report.metrics, f"eval/{report.dataset}/{report.split}"
     values = {f"{prefix}/miou": m.miou, f"{prefix}/pixel_acc": m.pixel_acc, f"{prefix}/mean_acc": m.mean_acc}
     values.update({f"{prefix}/miou_{g.group.replace(' ', '_')}": g.miou for g in m.groups})

@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from hierseg.core.errors import HiersegError
+from hierseg.data.layouts import resolve_split
 from hierseg.data.readers import official
 from hierseg.data.synth import synthesize
 from hierseg.data.transforms import sliding_windows
-from hierseg.engine.evaluate import InferenceOptions, Predictor, evaluate, resolve_space, resolve_split
-from hierseg.engine.metrics import EvalClasses
+from hierseg.engine.evaluate import InferenceOptions, Predictor, evaluate, resolve_space
+from hierseg.evaluation.metrics import EvalClasses
 from hierseg.models.base import FlatSegmenter, Segmenter
 from hierseg.models.outputs import make_outputs
 from hierseg.taxonomy.annotations import read_label

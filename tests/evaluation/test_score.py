@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hierseg.engine.score import score_predictions
+from hierseg.evaluation.score import score_predictions
 from hierseg.taxonomy import Taxonomy
 from hierseg.taxonomy.labelspace import TREE_IGNORE
 from hierseg.taxonomy.specs import load_spec

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hierseg.engine.metrics import INNER, ConfusionMatrix, EvalClasses, class_scores, compute_metrics, confusion_matrix
+from hierseg.evaluation.metrics import INNER, ConfusionMatrix, EvalClasses, class_scores, compute_metrics, confusion_matrix
 from hierseg.taxonomy import Taxonomy, load_spec
 from hierseg.taxonomy.specs import DatasetSpec, Label
 

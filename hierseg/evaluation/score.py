@@ -13,7 +13,7 @@ ground truth's label space, by the translation :func:`hierseg.taxonomy.translate
 - ``not comparable``: a prediction value with no concept (the space's ignore or void values): the pixel cannot be
   compared; it counts as a miss, as the official Cityscapes evaluation counts a prediction of a void id.
 
-The report is the one checkpoint evaluation gives (:class:`~hierseg.engine.evaluate.EvalReport`), with the pixel
+The report is the one checkpoint evaluation gives (:class:`~hierseg.evaluation.report.EvalReport`), with the pixel
 count of each kind. Every ground-truth file of the split needs exactly one prediction, found anywhere under the
 folder by name: the sample's stem, its image's stem or its label's stem, with ``.png`` (mmsegmentation's and
 ``hierseg predict``'s image-named files, ...), or else ``STEM_<anything>.png`` as the Cityscapes script looks for
@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from hierseg.core.errors import HiersegError
-from hierseg.data.layouts import layout, locate, recodes, split_labels
-from hierseg.engine.evaluate import EvalReport, resolve_split
-from hierseg.engine.metrics import EvalClasses, compute_metrics
+from hierseg.data.layouts import layout, locate, recodes, resolve_split, split_labels
+from hierseg.evaluation.metrics import EvalClasses, compute_metrics
+from hierseg.evaluation.report import EvalReport
 from hierseg.taxonomy.annotations import Recode, map_files, read_dataset_label, read_label
 from hierseg.taxonomy.labelspace import label_space
 from hierseg.taxonomy.translate import translation
