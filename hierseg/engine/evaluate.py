@@ -4,7 +4,7 @@
 optionally averaged with the horizontally flipped image. Flat models (those with an :class:`Outputs`) are averaged
 on class probabilities and decoded once; any other model (DSSPN, whose ``predict`` runs hierarchical inference)
 is run through ``predict`` and its windows are stitched on ids, each pixel taken from the window whose centre is
-nearest. :func:`evaluate` reads the split, runs the predictor and scores it with :mod:`hierseg.evaluation.metrics`.
+nearest. :func:`evaluate` reads the split, runs the predictor and scores it with :mod:`hierseg.evaluation`.
 Under DDP each rank evaluates every ``world_size``-th image and the confusion matrices are summed.
 
 Memory: an image above ``max_pixels`` (what the model sees, after ``short``) is never run whole: it is cut into
@@ -31,8 +31,10 @@ from torch import nn
 from hierseg.core.errors import HiersegError
 from hierseg.data.layouts import resolve_split
 from hierseg.engine.distributed import default_device, evaluating, rank_and_world_size, unwrap
-from hierseg.evaluation.metrics import ConfusionMatrix, EvalClasses, compute_metrics
+from hierseg.evaluation.metrics import ConfusionMatrix, EvalClasses
 from hierseg.evaluation.report import EvalReport
+from hierseg.evaluation.scoring import report_of
+from hierseg.evaluation.tally import Tally
 from hierseg.models.base import CLASSES, Segmenter
 from hierseg.taxonomy.labelspace import TREE
 from hierseg.taxonomy.specs import DATASETS
@@ -234,7 +236,8 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
              on_batch: Callable[[int], None] | None = None) -> EvalReport:
     """Score ``model`` on ``split`` of ``dataset_name`` under ``root`` (official layout), in the dataset's ids.
 
-    ``taxonomy`` (default: the shipped tree) gives each class its concept and depth for the per-depth mIoU;
+    ``taxonomy`` (default: the shipped tree) gives each class its concept, for the per-level mIoU and the mistakes'
+    severity (:mod:`hierseg.evaluation.scoring` lists every score; ``report.scalars()`` gives them flat);
     ``limit`` evaluates only the first images; ``on_batch(n)`` is called after each batch of ``n`` images.
     The model is left in the train/eval mode it came in.
     """
@@ -255,7 +258,8 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
     loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
 
     device = torch.device(device) if device is not None else default_device()
-    classes = EvalClasses.of(dataset_name, taxonomy)
+    tree = taxonomy if taxonomy is not None else Taxonomy.load()  # the Predictor is told only of a given one
+    classes = EvalClasses.of(dataset_name, tree)
     matrix = ConfusionMatrix(classes, device)
     images = torch.zeros((), dtype=torch.int64, device=device)
     start = time.perf_counter()
@@ -284,5 +288,5 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
         settings.update(crop=options.crop, stride=options.window_stride)
     if predictor.slid:
         settings.update(max_pixels=options.max_pixels, slid=predictor.slid)
-    return EvalReport(dataset_name, split, int(images), time.perf_counter() - start,
-                      compute_metrics(matrix.reduced(), classes), settings)
+    tally = Tally.of_ids(classes, matrix.reduced().cpu().numpy(), tree)
+    return report_of(tally, split, int(images), time.perf_counter() - start, settings)

@@ -4,16 +4,16 @@ The classes are the labels a benchmark scores (``evaluated`` in the dataset's sp
 COCO-Stuff's 171, ADE20K's 150, Mapillary's 65). The matrix is ``K x (K + 1)``: rows are ground-truth classes,
 columns predicted classes plus one column for predictions of any other value (void, ignore, non-evaluated ids),
 which count as misses of the true class but as nobody's false positive. Pixels whose ground truth is not an
-evaluated class are skipped.
+evaluated class are skipped. :class:`ConfusionMatrix` keeps the prediction's id itself (``K x (ids + 1)``), so the
+tree-aware scores can see what a wrong prediction was (:mod:`hierseg.evaluation.tally`); the flat matrix is a view.
 
 From the matrix: mean IoU, pixel accuracy and class-average accuracy (the columns of the DSSPN tables), per-class
-IoU and accuracy, mIoU per depth of the tree, and for a dataset whose label table has a ``category`` column
-(Cityscapes' flat, construction, object, nature, sky, human, vehicle) the category IoU of the official
-Cityscapes evaluation: a category's evaluated classes pooled, a prediction of another class of the same category
-counted as right. Classes absent from both ground truth and prediction have no IoU
-(NaN) and are left out of every mean, as in mmsegmentation.
+IoU and accuracy, the mIoU of the classes grouped by their concept's depth, and for a dataset whose label table has
+a ``category`` column (Cityscapes' flat, construction, object, nature, sky, human, vehicle) the category IoU of the
+official Cityscapes evaluation: a category's evaluated classes pooled, a prediction of another class of the same
+category counted as right. Classes absent from both ground truth and prediction have no IoU (NaN) and are left out
+of every mean, as in mmsegmentation.
 """
-
 from __future__ import annotations
 
 import math
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from hierseg.core.errors import HiersegError
+from hierseg.evaluation.sections import COUNT, TEXT, Field, Section
 from hierseg.taxonomy.specs import DatasetSpec, dataset_spec
 from hierseg.taxonomy.tree import Taxonomy
 
@@ -80,40 +81,49 @@ class EvalClasses:
 
 class ConfusionMatrix:
     """Accumulates ``(ground truth, prediction)`` pixel counts with one ``torch.bincount`` per batch, on the
-    device of the predictions (int64, so no count overflows)."""
+    device of the predictions (int64, so no count overflows). Rows are the evaluated classes, columns the
+    predicted ids of the dataset plus one for any other value; :attr:`matrix` is the flat ``K x (K + 1)`` view."""
 
     def __init__(self, classes: EvalClasses, device: str | torch.device = "cpu") -> None:
         self.classes = classes
-        k = len(classes)
-        self.matrix = torch.zeros(k, k + 1, dtype=torch.int64, device=device)
+        k, ids = len(classes), len(classes.lut)
+        self.counts = torch.zeros(k, ids + 1, dtype=torch.int64, device=device)
         self._lut = torch.from_numpy(classes.lut).to(device)
 
-    def _index(self, values: torch.Tensor) -> torch.Tensor:
-        """Dataset ids to class indices; values the table does not cover become the 'other' index K."""
-        size, other = len(self._lut), len(self.classes)
+    def _index(self, values: torch.Tensor, table: torch.Tensor | None, other: int) -> torch.Tensor:
+        """Dataset ids through ``table`` (or as they are); values outside the ids become ``other``."""
+        size = len(self._lut)
         values = values.long()
         inside = (values >= 0) & (values < size)
-        return torch.where(inside, self._lut[values.clamp(0, size - 1)], other)
+        clamped = values.clamp(0, size - 1)
+        return torch.where(inside, clamped if table is None else table[clamped], other)
 
     def update(self, prediction: torch.Tensor, label: torch.Tensor) -> None:
         """Add a batch: ``prediction`` and ``label`` of the same shape, both in the dataset's ids."""
         if prediction.shape != label.shape:
             raise ValueError(f"prediction {tuple(prediction.shape)} and label {tuple(label.shape)} differ in shape")
-        if self.matrix.device != prediction.device:
-            self.matrix, self._lut = self.matrix.to(prediction.device), self._lut.to(prediction.device)
-        k = len(self.classes)
-        truth, pred = self._index(label.to(prediction.device)), self._index(prediction)
+        if self.counts.device != prediction.device:
+            self.counts, self._lut = self.counts.to(prediction.device), self._lut.to(prediction.device)
+        k, columns = self.counts.shape
+        truth = self._index(label.to(prediction.device), self._lut, k)
+        pred = self._index(prediction, None, columns - 1)
         valid = truth < k
-        counts = torch.bincount(truth[valid] * (k + 1) + pred[valid], minlength=k * (k + 1))
-        self.matrix += counts.view(k, k + 1)
+        self.counts += torch.bincount(truth[valid] * columns + pred[valid], minlength=k * columns).view(k, columns)
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        """The flat ``K x (K + 1)`` matrix: predicted ids as classes, every id not evaluated in column K."""
+        k = len(self.classes)
+        columns = torch.cat([self._lut, self._lut.new_tensor([k])])
+        return self.counts.new_zeros(k, k + 1).index_add_(1, columns, self.counts)
 
     def reduced(self) -> torch.Tensor:
-        """The matrix summed over DDP ranks when a process group is up; the local matrix otherwise."""
+        """The counts summed over DDP ranks when a process group is up; the local counts otherwise."""
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            total = self.matrix.clone()
+            total = self.counts.clone()
             torch.distributed.all_reduce(total)
             return total
-        return self.matrix
+        return self.counts
 
 
 def confusion_matrix(prediction: torch.Tensor, label: torch.Tensor, classes: EvalClasses) -> torch.Tensor:
@@ -169,6 +179,40 @@ class Metrics:
     @property
     def category_miou(self) -> float:
         return nanmean(np.array([c.iou for c in self.categories])) if self.categories else math.nan
+
+    def sections(self) -> tuple[Section, ...]:
+        """Overall figures, the depth groups, Cityscapes' categories, and every class (detail)."""
+        present = sum(1 for c in self.classes if not math.isnan(c.iou))
+        out = [Section(
+            "overall", "overall",
+            ((Field("miou", "mIoU"), self.miou), (Field("pixel_acc", "pixel acc."), self.pixel_acc),
+             (Field("mean_acc", "class-average acc."), self.mean_acc), (Field("pixels", "pixels", COUNT), self.pixels),
+             (Field("classes", "classes", COUNT), len(self.classes)), (Field("present", "present", COUNT), present)),
+            scalars={"mIoU": self.miou, "pixel_acc": self.pixel_acc, "mean_acc": self.mean_acc},
+            note="present: evaluated classes in the ground truth or the predictions (the others have no IoU)")]
+        if self.groups:
+            out.append(Section(
+                "depth_groups", "mIoU of the classes grouped by their concept's depth",
+                columns=(Field("group", "group", TEXT), Field("depth", "depth", COUNT), Field("classes", "classes", COUNT),
+                         Field("present", "present", COUNT), Field("miou", "mIoU")),
+                rows=tuple((g.group, g.depth, g.classes, g.present, g.miou) for g in self.groups),
+                note="depth d: the classes whose concept is a leaf at depth d; inner: those whose concept has children. "
+                     "Not a level of the tree: see levels"))
+        if self.categories:
+            out.append(Section(
+                "categories", "categories", ((Field("miou", "category mIoU"), self.category_miou),),
+                (Field("category", "category", TEXT), Field("classes", "classes", COUNT), Field("iou", "IoU")),
+                tuple((c.category, c.classes, c.iou) for c in self.categories),
+                scalars={"category_mIoU": self.category_miou}))
+        out.append(Section(
+            "classes", "per class",
+            columns=(Field("id", "id", COUNT), Field("name", "class", TEXT), Field("concept", "concept", TEXT),
+                     Field("depth", "depth", COUNT), Field("leaf", "leaf", TEXT), Field("iou", "IoU"),
+                     Field("acc", "acc."), Field("pixels", "pixels", COUNT), Field("predicted", "predicted", COUNT)),
+            rows=tuple((c.id, c.name, c.concept, c.depth, c.leaf, c.iou, c.acc, c.pixels, c.predicted)
+                       for c in self.classes),
+            detail=True))
+        return tuple(out)
 
 
 def nanmean(values: np.ndarray) -> float:

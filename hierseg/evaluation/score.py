@@ -1,25 +1,18 @@
 """Scoring a folder of prediction PNGs made elsewhere (another toolkit, another dataset's model) against a split.
 
 Predictions may be in any label space the tree knows: the dataset's own ids, another dataset's (MSeg's cross-
-dataset protocol), or tree concept indices (16-bit). Each prediction value is judged through the tree against the
-ground truth's label space, by the translation :func:`hierseg.taxonomy.translate.translation` gives:
+dataset protocol), or tree concept indices (16-bit). Each prediction value is read as the dataset's label whose
+extent holds its concept (:mod:`hierseg.evaluation.reading`): right where the ground truth is that label (``equal``
+or ``finer``), wrong everywhere when no label holds it (``coarser``: the tree's ``vehicle`` on Cityscapes,
+``outside``), and a miss when it has no concept (``not comparable``: void or ignore values, as the official
+Cityscapes evaluation counts a prediction of a void id).
 
-- ``equal``: the same concept; scored as that class;
-- ``finer``: the prediction lies inside one ground-truth label's extent (Mapillary's lane marking on Cityscapes'
-  road): scored as that class, so it is right where the truth is that label;
-- ``coarser``: the prediction spans several ground-truth labels (the tree's ``vehicle`` on Cityscapes): always
-  wrong, a miss of the true class and nobody's false positive;
-- ``outside``: a concept the dataset does not label at all: wrong, likewise;
-- ``not comparable``: a prediction value with no concept (the space's ignore or void values): the pixel cannot be
-  compared; it counts as a miss, as the official Cityscapes evaluation counts a prediction of a void id.
-
-The report is the one checkpoint evaluation gives (:class:`~hierseg.evaluation.report.EvalReport`), with the pixel
-count of each kind. Every ground-truth file of the split needs exactly one prediction, found anywhere under the
-folder by name: the sample's stem, its image's stem or its label's stem, with ``.png`` (mmsegmentation's and
-``hierseg predict``'s image-named files, ...), or else ``STEM_<anything>.png`` as the Cityscapes script looks for
-``frankfurt_000000_000019*.png``.
+The report is the one checkpoint evaluation gives (:mod:`hierseg.evaluation.scoring`: flat, per-level and mistake
+scores), with the pixel count of each kind. Every ground-truth file of the split needs exactly one prediction,
+found anywhere under the folder by name: the sample's stem, its image's stem or its label's stem, with ``.png``
+(mmsegmentation's and ``hierseg predict``'s image-named files, ...), or else ``STEM_<anything>.png`` as the
+Cityscapes script looks for ``frankfurt_000000_000019*.png``.
 """
-
 from __future__ import annotations
 
 import time
@@ -32,48 +25,38 @@ import numpy as np
 
 from hierseg.core.errors import HiersegError
 from hierseg.data.layouts import layout, locate, recodes, resolve_split, split_labels
-from hierseg.evaluation.metrics import EvalClasses, compute_metrics
-from hierseg.evaluation.report import EvalReport
+from hierseg.evaluation.comparison import comparison
+from hierseg.evaluation.metrics import EvalClasses
+from hierseg.evaluation.reading import Reading, reading
+from hierseg.evaluation.report import Report
+from hierseg.evaluation.scoring import report_of
+from hierseg.evaluation.tally import Tally
 from hierseg.taxonomy.annotations import Recode, map_files, read_dataset_label, read_label
 from hierseg.taxonomy.labelspace import label_space
-from hierseg.taxonomy.translate import translation
 from hierseg.taxonomy.tree import Taxonomy
-
-KINDS = ("equal", "finer", "coarser", "outside", "not_comparable")
-_KIND_OF_RELATION = {"equal": "equal", "coarser": "finer", "finer-ambiguous": "coarser"}
 
 
 @dataclass(frozen=True)
 class Judge:
-    """Lookup tables that turn a prediction map into compact codes, and each code into a matrix column and kind."""
+    """Lookup tables that turn a prediction map into compact codes (:class:`~hierseg.evaluation.reading.Reading`),
+    and the ground truth into class indices."""
 
     space: str
+    reading: Reading
     codes: np.ndarray  # prediction value -> code (uint16); UNDEFINED for values the space does not define
-    columns: np.ndarray  # code -> column of the K x (K + 1) matrix (K: no evaluated class)
-    kinds: np.ndarray  # code -> index into KINDS
     truth: np.ndarray  # ground-truth id -> class index (uint16), K for ids not evaluated, UNDEFINED for others
 
-    UNDEFINED = np.iinfo(np.uint16).max
+    UNDEFINED = Reading.UNDEFINED
 
     @classmethod
     def of(cls, taxonomy: Taxonomy, space: str, dataset: str, classes: EvalClasses) -> Judge:
-        table = translation(taxonomy, space, dataset)
+        read = reading(taxonomy, space, classes)
         k = len(classes)
-        codes = np.full(max(table.source.size, 256), cls.UNDEFINED, dtype=np.uint16)
-        columns, kinds = [], []
-        for code, entry in enumerate(table.entries):
-            codes[entry.source_id] = code
-            kind = _KIND_OF_RELATION.get(entry.relation)
-            if kind is None:
-                kind = "not_comparable" if entry.source_concept is None else "outside"
-            scored = kind in ("equal", "finer") and entry.target_id < len(classes.lut)
-            columns.append(int(classes.lut[entry.target_id]) if scored else k)
-            kinds.append(KINDS.index(kind))
         truth_space = label_space(taxonomy, dataset)
         truth = np.full(max(truth_space.size, 256), cls.UNDEFINED, dtype=np.uint16)
         for value in (*truth_space.ids, truth_space.ignore):
             truth[value] = classes.lut[value] if value < len(classes.lut) else k
-        return cls(space, codes, np.array(columns), np.array(kinds), truth)
+        return cls(space, read, read.codes(), truth)
 
 
 _state: dict[str, Any] = {}
@@ -116,7 +99,7 @@ def _score_one(pair: tuple[Path, Path]) -> np.ndarray:
         values, counts = np.unique(packed, return_counts=True)
     rows = _lookup(judge.truth, (values >> bits).astype(np.int64), truth_path, _state["dataset"])
     codes = _lookup(judge.codes, (values & ((1 << bits) - 1)).astype(np.int64), pred_path, judge.space)
-    out = np.zeros((_state["k"] + 1, len(judge.columns)), dtype=np.int64)
+    out = np.zeros((_state["k"] + 1, len(judge.reading)), dtype=np.int64)
     np.add.at(out, (rows.astype(np.int64), codes.astype(np.int64)), counts)
     return out
 
@@ -169,7 +152,7 @@ def match_predictions(folder: Path, dataset: str, root: Path, split: str, truths
 
 def score_predictions(folder: str | Path, dataset: str, root: str | Path, split: str = "val", space: str | None = None,
                       *, taxonomy: Taxonomy | None = None, workers: int = 1,
-                      on_image: Callable[[int], None] | None = None) -> EvalReport:
+                      on_image: Callable[[int], None] | None = None) -> Report:
     """Score the prediction PNGs under ``folder`` (in label space ``space``: a dataset or ``tree``; default
     ``dataset``) against ``split`` of ``dataset`` under ``root`` (its official layout; images are not needed)."""
     folder = Path(folder)
@@ -186,18 +169,12 @@ def score_predictions(folder: str | Path, dataset: str, root: str | Path, split:
     judge = Judge.of(taxonomy, space, dataset, classes)
     predictions = match_predictions(folder, dataset, root, split, truths)
     k, start = len(classes), time.perf_counter()
-    joint = np.zeros((k + 1, len(judge.columns)), dtype=np.int64)
+    joint = np.zeros((k + 1, len(judge.reading)), dtype=np.int64)
     for counts in map_files(_score_one, list(zip(truths, predictions, strict=True)), workers, _init,
                             (judge, dataset, recodes(dataset), k)):
         joint += counts
         if on_image is not None:
             on_image(1)
-    scored = joint[:k]
-    onehot = np.zeros((len(judge.columns), k + 1), dtype=np.int64)
-    onehot[np.arange(len(judge.columns)), judge.columns] = 1
-    matrix = scored @ onehot
-    per_kind = np.bincount(judge.kinds, weights=scored.sum(0), minlength=len(KINDS))  # float64: exact below 2**53
-    comparison = {"space": space, "pixels": int(scored.sum()), **dict(zip(KINDS, map(int, per_kind), strict=True))}
+    tally = Tally(classes, judge.reading, joint[:k], taxonomy)
     settings = {"predictions": str(folder), "space": space}
-    return EvalReport(dataset, split, len(truths), time.perf_counter() - start, compute_metrics(matrix, classes),
-                      settings, comparison)
+    return report_of(tally, split, len(truths), time.perf_counter() - start, settings, extra=(comparison(tally),))

@@ -3,6 +3,8 @@ evaluation (cityscapesscripts) on the same files, and the tree's judgement of fi
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hierseg.evaluation.comparison import Comparison
 from hierseg.evaluation.score import score_predictions
 from hierseg.taxonomy import Taxonomy
 from hierseg.taxonomy.labelspace import TREE_IGNORE
@@ -58,17 +61,19 @@ def test_agrees_with_the_official_cityscapes_evaluation(city):
     ours = json.loads(result.stdout)
     official = official_scores(root, preds)
     assert ours["images"] == len(SAMPLES)
-    assert abs(ours["miou"] - official["averageScoreClasses"]) < 1e-6
-    for row in ours["classes"]:
+    assert abs(ours["overall"]["miou"] - official["averageScoreClasses"]) < 1e-6
+    for row in ours["classes"]["rows"]:
         theirs = official["classScores"][row["name"]]
         assert (row["iou"] is None and math.isnan(theirs)) or abs(row["iou"] - theirs) < 1e-9, row["name"]
-    assert abs(ours["category_miou"] - official["averageScoreCategories"]) < 1e-6
-    for row in ours["categories"]:
+    assert abs(ours["categories"]["miou"] - official["averageScoreCategories"]) < 1e-6
+    for row in ours["categories"]["rows"]:
         assert abs(row["iou"] - official["categoryScores"][row["category"]]) < 1e-9, row["category"]
-    comparison = ours["comparison"]
-    assert comparison["pixels"] == sum(r["pixels"] for r in ours["classes"])
-    assert comparison["equal"] + comparison["not_comparable"] == comparison["pixels"]  # void ids: 0..6 etc.
+    comparison = {row["kind"]: row["pixels"] for row in ours["comparison"]["rows"]}
+    assert ours["comparison"]["pixels"] == sum(r["pixels"] for r in ours["classes"]["rows"])
+    assert comparison["equal"] + comparison["not_comparable"] == ours["comparison"]["pixels"]  # void ids: 0..6 etc.
     assert comparison["not_comparable"] > 0
+    # the tree's deepest level leaves every concept as it is: its mIoU is the flat one
+    assert ours["levels"]["rows"][-1]["miou"] == ours["overall"]["miou"]
 
 
 def test_tree_predictions_finer_right_coarser_wrong_void_not_comparable(tmp_path):
@@ -93,13 +98,13 @@ def test_tree_predictions_finer_right_coarser_wrong_void_not_comparable(tmp_path
     scores = {c.name: c for c in report.metrics.classes}
     assert scores["road"].iou == 1.0 and scores["car"].iou == 0.0 and scores["sky"].iou == 0.0
     assert scores["car"].predicted == 0  # a coarse prediction is nobody's false positive
-    assert report.comparison == {"space": "tree", "pixels": 18, "equal": 0, "finer": 6, "coarser": 6, "outside": 0,
-                                 "not_comparable": 6}
+    assert report.get(Comparison) == Comparison("tree", 18, {"equal": 0, "finer": 6, "coarser": 6, "outside": 0,
+                                                             "not_comparable": 6})
     # the same in Mapillary's ids (a file named as the Cityscapes script finds it): lane marking is finer than road
     m = {lb.name: lb.id for lb in load_spec("mapillary").labels}
     lay.save(tmp_path / "pm" / f"{stem}_pred.png", np.full(label.shape, m["marking--general"], np.uint8))
     report = score_predictions(tmp_path / "pm", "cityscapes", root, "val", "mapillary")
-    assert report.comparison["finer"] == 18
+    assert report.get(Comparison).kinds["finer"] == 18
     assert {c.name: c.iou for c in report.metrics.classes}["road"] == 6 / 18
 
 
@@ -131,7 +136,7 @@ def test_missing_extra_and_bad_prediction_files(city, tmp_path):
     result = run_cli("eval", "--predictions", str(bad), "--dataset", "cityscapes", str(root))
     assert result.returncode == 2 and "value 200 is not a cityscapes label id" in result.stderr
     result = run_cli("eval", "--predictions", str(bad), "--dataset", "cityscapes", str(root), "--space", "kitti")
-    assert result.returncode == 2 and "unknown dataset 'kitti'" in result.stderr
+    assert result.returncode == 2 and "--space kitti: not a label space of the tree" in result.stderr
     result = run_cli("eval", "--dataset", "cityscapes", str(root))
     assert result.returncode == 2 and "give --checkpoint" in result.stderr
 
@@ -140,8 +145,10 @@ def test_csv_and_table_reports(city):
     _, root, preds, _ = city
     result = run_cli("eval", "--predictions", str(preds), "--dataset", "cityscapes", str(root), "--format", "csv")
     assert result.returncode == 0, result.stderr
-    kinds = [line.split(",")[:2] for line in result.stdout.splitlines()[1:]]
-    assert ["comparison", "not_comparable"] in kinds and ["category", "mean"] in kinds
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    keys = [(r["section"], r["key"]) for r in rows]
+    assert ("comparison", "not_comparable") in keys and ("categories", "miou") in keys and ("levels", "5") in keys
     result = run_cli("eval", "--predictions", str(preds), "--dataset", "cityscapes", str(root), "--workers", "2")
     assert result.returncode == 0, result.stderr
-    assert "could not be compared" in result.stdout and "category mIoU" in result.stdout
+    assert "not_comparable" in result.stdout and "category mIoU" in result.stdout
+    assert "mIoU at each level of the tree" in result.stdout
