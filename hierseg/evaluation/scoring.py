@@ -15,6 +15,7 @@ import numpy as np
 from hierseg.evaluation.levels import level_scores
 from hierseg.evaluation.metrics import EvalClasses, Metrics, compute_metrics
 from hierseg.evaluation.report import Report
+from hierseg.evaluation.severity import mistake_severity
 from hierseg.evaluation.tally import Tally
 from hierseg.taxonomy.tree import Taxonomy
 
@@ -23,7 +24,7 @@ def flat_metrics(tally: Tally) -> Metrics:
     return compute_metrics(tally.matrix, tally.classes)
 
 
-METRICS: tuple[Callable[[Tally], Any], ...] = (flat_metrics, level_scores)
+METRICS: tuple[Callable[[Tally], Any], ...] = (flat_metrics, level_scores, mistake_severity)
 
 
 def report_of(tally: Tally, split: str, images: int, seconds: float, settings: dict[str, Any] | None = None,

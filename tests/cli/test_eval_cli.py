@@ -85,7 +85,7 @@ def test_eval_table_and_csv(setup):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open()))
     assert rows[0]["section"] == "report" and rows[0]["key"] == "dataset" and rows[0]["value"] == "cityscapes"
-    assert {r["section"] for r in rows} == {"report", "overall", "depth_groups", "categories", "levels"}
+    assert {r["section"] for r in rows} == {"report", "overall", "depth_groups", "categories", "levels", "severity"}
     categories = [r["key"] for r in rows if r["section"] == "categories"]
     assert categories == ["miou", "flat", "construction", "object", "nature", "sky", "human", "vehicle"]
     values = {(r["section"], r["key"]): r["value"] for r in rows}
