@@ -32,7 +32,7 @@ from hierseg.evaluation.report import Report
 from hierseg.evaluation.scoring import report_of
 from hierseg.evaluation.tally import Tally
 from hierseg.taxonomy.annotations import Recode, map_files, read_dataset_label, read_label
-from hierseg.taxonomy.labelspace import label_space
+from hierseg.taxonomy.labelspace import TREE, TREE_IGNORE, label_space
 from hierseg.taxonomy.tree import Taxonomy
 
 
@@ -45,6 +45,7 @@ class Judge:
     reading: Reading
     codes: np.ndarray  # prediction value -> code (uint16); UNDEFINED for values the space does not define
     truth: np.ndarray  # ground-truth id -> class index (uint16), K for ids not evaluated, UNDEFINED for others
+    k: int  # evaluated classes
 
     UNDEFINED = Reading.UNDEFINED
 
@@ -56,17 +57,48 @@ class Judge:
         truth = np.full(max(truth_space.size, 256), cls.UNDEFINED, dtype=np.uint16)
         for value in (*truth_space.ids, truth_space.ignore):
             truth[value] = classes.lut[value] if value < len(classes.lut) else k
-        return cls(space, read, read.codes(), truth)
+        return cls(space, read, read.codes(), truth, k)
+
+    def count(self, truth: np.ndarray, pred: np.ndarray, truth_where: str | Path = "ground truth",
+              pred_where: str | Path = "prediction", dataset: str = "dataset") -> np.ndarray:
+        """``(K + 1, codes)`` pixel counts of one label map pair: ground-truth class (K: not evaluated) by prediction
+        code. A value either map does not define is an error naming ``truth_where``/``pred_where``.
+
+        The (truth, prediction) value pairs are counted first, one packed integer per pixel, and only the few
+        distinct pairs go through the lookup tables.
+        """
+        if truth.shape != pred.shape:
+            raise HiersegError(f"{pred_where}: prediction is {pred.shape[1]}x{pred.shape[0]} but its ground truth "
+                               f"{Path(truth_where).name} is {truth.shape[1]}x{truth.shape[0]}")
+        if truth.dtype == np.uint8 and pred.dtype == np.uint8:
+            bits, packed = 8, (truth.astype(np.uint16) << np.uint16(8)) | pred
+            counts = np.bincount(packed.ravel(), minlength=1 << 16)
+            values = np.flatnonzero(counts)
+            counts = counts[values]
+        else:  # 16-bit maps (tree predictions): too many pairs for a table, so count the distinct ones
+            bits, packed = 16, (truth.astype(np.uint32) << np.uint32(16)) | pred.astype(np.uint32)
+            values, counts = np.unique(packed, return_counts=True)
+        rows = _lookup(self.truth, (values >> bits).astype(np.int64), truth_where, f"{dataset} label id")
+        codes = _lookup(self.codes, (values & ((1 << bits) - 1)).astype(np.int64), pred_where, self.what)
+        out = np.zeros((self.k + 1, len(self.reading)), dtype=np.int64)
+        np.add.at(out, (rows.astype(np.int64), codes.astype(np.int64)), counts)
+        return out
+
+    @property
+    def what(self) -> str:
+        if self.space == TREE:
+            return f"tree label id (concept indices 0..{len(self.reading) - 3}, {TREE_IGNORE} for ignore)"
+        return f"{self.space} label id"
 
 
 _state: dict[str, Any] = {}
 
 
-def _init(judge: Judge, dataset: str, recode: tuple[Recode, ...], k: int) -> None:
-    _state.update(judge=judge, dataset=dataset, recodes=recode, k=k)
+def _init(judge: Judge, dataset: str, recode: tuple[Recode, ...]) -> None:
+    _state.update(judge=judge, dataset=dataset, recodes=recode)
 
 
-def _lookup(table: np.ndarray, values: np.ndarray, path: Path, what: str) -> np.ndarray:
+def _lookup(table: np.ndarray, values: np.ndarray, where: str | Path, what: str) -> np.ndarray:
     """``table[values]`` for the distinct values of a file; one it does not define is an error naming the file."""
     bad = values[values >= len(table)]
     if not len(bad):
@@ -74,34 +106,14 @@ def _lookup(table: np.ndarray, values: np.ndarray, path: Path, what: str) -> np.
         bad = values[out == Judge.UNDEFINED]
         if not len(bad):
             return out
-    raise HiersegError(f"{path}: value {int(bad[0])} is not a {what} label id")
+    raise HiersegError(f"{where}: value {int(bad[0])} is not a {what}")
 
 
 def _score_one(pair: tuple[Path, Path]) -> np.ndarray:
-    """``(K + 1, codes)`` pixel counts of one image: ground-truth class (K: not evaluated) by prediction code.
-
-    The (truth, prediction) value pairs are counted first, one packed integer per pixel, and only the few distinct
-    pairs go through the lookup tables.
-    """
+    """The counts of one ground-truth file and its prediction file (:meth:`Judge.count`)."""
     truth_path, pred_path = pair
-    judge: Judge = _state["judge"]
     truth, pred = read_dataset_label(truth_path, _state["recodes"]), read_label(pred_path)
-    if truth.shape != pred.shape:
-        raise HiersegError(f"{pred_path}: prediction is {pred.shape[1]}x{pred.shape[0]} but its ground truth "
-                           f"{truth_path.name} is {truth.shape[1]}x{truth.shape[0]}")
-    if truth.dtype == np.uint8 and pred.dtype == np.uint8:
-        bits, packed = 8, (truth.astype(np.uint16) << np.uint16(8)) | pred
-        counts = np.bincount(packed.ravel(), minlength=1 << 16)
-        values = np.flatnonzero(counts)
-        counts = counts[values]
-    else:  # 16-bit maps (tree predictions): too many pairs for a table, so count the distinct ones
-        bits, packed = 16, (truth.astype(np.uint32) << np.uint32(16)) | pred.astype(np.uint32)
-        values, counts = np.unique(packed, return_counts=True)
-    rows = _lookup(judge.truth, (values >> bits).astype(np.int64), truth_path, _state["dataset"])
-    codes = _lookup(judge.codes, (values & ((1 << bits) - 1)).astype(np.int64), pred_path, judge.space)
-    out = np.zeros((_state["k"] + 1, len(judge.reading)), dtype=np.int64)
-    np.add.at(out, (rows.astype(np.int64), codes.astype(np.int64)), counts)
-    return out
+    return _state["judge"].count(truth, pred, truth_path, pred_path, _state["dataset"])
 
 
 def _names(items: list[str], limit: int = 5) -> str:
@@ -171,7 +183,7 @@ def score_predictions(folder: str | Path, dataset: str, root: str | Path, split:
     k, start = len(classes), time.perf_counter()
     joint = np.zeros((k + 1, len(judge.reading)), dtype=np.int64)
     for counts in map_files(_score_one, list(zip(truths, predictions, strict=True)), workers, _init,
-                            (judge, dataset, recodes(dataset), k)):
+                            (judge, dataset, recodes(dataset))):
         joint += counts
         if on_image is not None:
             on_image(1)

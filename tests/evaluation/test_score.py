@@ -13,13 +13,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hierseg.core.errors import HiersegError
+from hierseg.data.layouts import layout, resolve_split
+from hierseg.data.synth import samples, scene, synthesize
 from hierseg.evaluation.comparison import Comparison
+from hierseg.evaluation.levels import LevelScores
 from hierseg.evaluation.score import score_predictions
-from hierseg.taxonomy import Taxonomy
+from hierseg.evaluation.severity import Severity
+from hierseg.taxonomy import Taxonomy, translation
+from hierseg.taxonomy.annotations import read_label
 from hierseg.taxonomy.labelspace import TREE_IGNORE
-from hierseg.taxonomy.specs import load_spec
+from hierseg.taxonomy.specs import DATASETS, load_spec
 from tests.conftest import run_cli
 from tests.data import official_layouts as lay
+
+lay_save = lay.save
 
 SAMPLES = ("frankfurt_000000_000019", "frankfurt_000001_000058", "lindau_000002_000019", "munster_000003_000019")
 
@@ -41,6 +49,12 @@ def city(tmp_path_factory):
     return tmp, root, preds, truths
 
 
+@pytest.fixture(scope="module")
+def official(city) -> dict:
+    _, root, preds, _ = city
+    return official_scores(root, preds)
+
+
 def official_scores(root: Path, preds: Path) -> dict:
     if not hasattr(np, "in1d"):  # removed in numpy 2.4; the official script still calls it
         np.in1d = lambda a, b, assume_unique=False, invert=False: np.isin(  # type: ignore[attr-defined]
@@ -53,13 +67,12 @@ def official_scores(root: Path, preds: Path) -> dict:
     return ev.evaluateImgLists(predictions, truths, ev.args)
 
 
-def test_agrees_with_the_official_cityscapes_evaluation(city):
+def test_agrees_with_the_official_cityscapes_evaluation(city, official):
     tmp, root, preds, _ = city
     result = run_cli("eval", "--predictions", str(preds), "--dataset", "cityscapes", str(root), "--format", "json",
                      "--per-class")
     assert result.returncode == 0, result.stderr
     ours = json.loads(result.stdout)
-    official = official_scores(root, preds)
     assert ours["images"] == len(SAMPLES)
     assert abs(ours["overall"]["miou"] - official["averageScoreClasses"]) < 1e-6
     for row in ours["classes"]["rows"]:
@@ -74,6 +87,70 @@ def test_agrees_with_the_official_cityscapes_evaluation(city):
     assert comparison["not_comparable"] > 0
     # the tree's deepest level leaves every concept as it is: its mIoU is the flat one
     assert ours["levels"]["rows"][-1]["miou"] == ours["overall"]["miou"]
+
+
+def category_tree() -> Taxonomy:
+    """A tree whose depth-1 concepts are Cityscapes' categories, each over its evaluated labels (the others void):
+    what cityscapesscripts pools in ``getIouScoreForCategory``."""
+    spec = load_spec("cityscapes")
+    concepts = [{"id": "root", "name": "root", "parent": None, "depth": 0}]
+    for label in spec.labels:
+        if label.evaluated:
+            category = label.extra["category"]
+            if category not in {c["id"] for c in concepts}:
+                concepts.append({"id": category, "name": category, "parent": "root", "depth": 1})
+            concepts.append({"id": f"label_{label.id}", "name": label.name, "parent": category, "depth": 2,
+                             "labels": {"cityscapes": [label.id]}})
+    return Taxonomy({"root": "root", "concepts": concepts, "datasets": {"cityscapes": {"ignore": spec.ignore}}})
+
+
+def test_level_one_of_a_category_tree_is_the_official_category_iou(city, official):
+    _, root, preds, _ = city
+    report = score_predictions(preds, "cityscapes", root, "val", taxonomy=category_tree())
+    one, two = report.get(LevelScores).levels
+    assert one.concepts == ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
+    for concept, iou in zip(one.concepts, one.iou, strict=True):
+        assert abs(iou - official["categoryScores"][concept]) < 1e-12, concept
+    assert abs(one.miou - official["averageScoreCategories"]) < 1e-12
+    assert abs(two.miou - official["averageScoreClasses"]) < 1e-12 and len(two.concepts) == 19
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_perfect_predictions_score_100_in_every_space(tmp_path, dataset):
+    """The ground truth itself, the ground truth translated to the tree (a label with a self output, Cityscapes'
+    building, included), and the fine concepts the scene was drawn from: each scores 100 everywhere, no mistake."""
+    tax = Taxonomy.load()
+    root = tmp_path / dataset
+    synthesize(dataset, root, n=1, size=48)
+    to_tree, lay = translation(tax, dataset, "tree"), layout(dataset)
+    for sample in samples(dataset, 1):
+        truth = read_label(lay.label_path(root, sample.split, sample.stem))
+        fine = scene(dataset, sample.index, 48)[1].astype(np.uint16)
+        for folder, label in (("own", truth), ("remapped", to_tree.apply(truth)[0]), ("fine", fine)):
+            lay_save(tmp_path / folder / sample.split / f"{sample.stem}.png", label)
+    split = resolve_split(dataset, "val")
+    for folder, space in (("own", dataset), ("remapped", "tree"), ("fine", "tree")):
+        report = score_predictions(tmp_path / folder / split, dataset, root, split, space, taxonomy=tax)
+        assert report.metrics.pixels > 0 and report.miou == 1.0 and report.pixel_acc == 1.0, (folder, space)
+        assert all(level.miou == 1.0 for level in report.get(LevelScores).levels), (folder, space)
+        assert report.get(Severity).wrong == 0
+
+
+def test_ground_truth_remapped_to_the_tree_scores_100_as_a_user_runs_it(tmp_path):
+    """Issue 26's probe: `labels remap --to tree`, then `eval --predictions --space tree` (87.5 before, since
+    Cityscapes' building, with bridge and tunnel below it, could never be right in tree space)."""
+    synthesize("cityscapes", tmp_path / "cityscapes", n=3, size=64)
+    result = run_cli("labels", "remap", "--from", "cityscapes", "--to", "tree", str(tmp_path / "cityscapes"),
+                     str(tmp_path / "tree"), "--split", "val")
+    assert result.returncode == 0, result.stderr
+    result = run_cli("eval", "--predictions", str(tmp_path / "tree"), "--space", "tree", "--dataset", "cityscapes",
+                     str(tmp_path / "cityscapes"), "--format", "json", "--per-class")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    building = next(row for row in doc["classes"]["rows"] if row["name"] == "building")
+    assert building["pixels"] > 0 and building["iou"] == 1.0
+    assert doc["overall"]["miou"] == 1.0 and {row["miou"] for row in doc["levels"]["rows"]} == {1.0}
+    assert doc["severity"]["wrong"] == 0 and doc["severity"]["mean"] is None
 
 
 def test_tree_predictions_finer_right_coarser_wrong_void_not_comparable(tmp_path):
@@ -135,6 +212,15 @@ def test_missing_extra_and_bad_prediction_files(city, tmp_path):
     Image.fromarray(np.full((48, 64), 200, np.uint8)).save(bad / f"{SAMPLES[0]}.png")
     result = run_cli("eval", "--predictions", str(bad), "--dataset", "cityscapes", str(root))
     assert result.returncode == 2 and "value 200 is not a cityscapes label id" in result.stderr
+    wide = np.full((48, 64), 7, np.uint16)
+    wide[5, 5] = 400  # past the tree's 359 concepts
+    lay.save(bad / f"{SAMPLES[0]}.png", wide)
+    result = run_cli("eval", "--predictions", str(bad), "--dataset", "cityscapes", str(root), "--space", "tree")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(f"error: {bad / SAMPLES[0]}.png: value 400 is not a tree label id (concept "
+                                    "indices 0..358, 65535 for ignore)")
+    with pytest.raises(HiersegError, match=f"{SAMPLES[0]}.png: value 400 is not a cityscapes label id$"):
+        score_predictions(bad, "cityscapes", root)
     result = run_cli("eval", "--predictions", str(bad), "--dataset", "cityscapes", str(root), "--space", "kitti")
     assert result.returncode == 2 and "--space kitti: not a label space of the tree" in result.stderr
     result = run_cli("eval", "--dataset", "cityscapes", str(root))
