@@ -16,7 +16,7 @@ from hierseg.evaluation.comparison import Comparison, comparison
 from hierseg.evaluation.levels import LevelScores
 from hierseg.evaluation.metrics import EvalClasses
 from hierseg.evaluation.score import Judge
-from hierseg.evaluation.scoring import report_of
+from hierseg.evaluation.scoring import report_of, scalar_names
 from hierseg.evaluation.sections import Field, Section
 from hierseg.evaluation.severity import Severity
 from hierseg.evaluation.tally import Tally
@@ -154,3 +154,11 @@ def test_one_report_in_every_form(tally):
     assert by_key["severity", "2"]["pixels"] == "3" and by_key["report", "settings.mode"]["value"] == "whole"
     assert math.isnan(report_of(Tally(tally.classes, tally.reading, np.zeros_like(tally.counts), tally.taxonomy),
                                 "val", 0, 0.0).get(Severity).mean)
+
+
+def test_the_scalars_a_report_of_a_dataset_can_have():
+    """What a training hook can check its metric name against before a run (every class present, some mistakes)."""
+    names = scalar_names("cityscapes")
+    assert names == ["mIoU", "pixel_acc", "mean_acc", "category_mIoU", *(f"mIoU_level/{d}" for d in range(1, 6)),
+                     "severity/mean", "severity/within_parent"]
+    assert "category_mIoU" not in scalar_names("ade20k")  # only Cityscapes' label table has categories
