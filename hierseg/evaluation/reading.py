@@ -46,6 +46,8 @@ class Reading:
     scored as (K: none, a miss and nobody's false positive), the concept it is read as (index in the tree's
     order, -1: none) and its kind (index into :data:`KINDS`)."""
 
+    UNDEFINED = np.iinfo(np.uint16).max  # in :meth:`codes`: a value the space does not define
+
     space: str
     values: np.ndarray
     columns: np.ndarray
@@ -61,8 +63,6 @@ class Reading:
         table = np.full(max(int(values.max(initial=0)) + 1, 256), self.UNDEFINED, dtype=np.uint16)
         table[values] = np.flatnonzero(self.values != OTHER)
         return table
-
-    UNDEFINED = np.iinfo(np.uint16).max
 
 
 def concept_indices(taxonomy: Taxonomy) -> dict[str, int]:

@@ -15,6 +15,7 @@ import pytest
 from hierseg.evaluation.comparison import Comparison, comparison
 from hierseg.evaluation.levels import LevelScores
 from hierseg.evaluation.metrics import EvalClasses
+from hierseg.evaluation.reading import reading
 from hierseg.evaluation.score import Judge
 from hierseg.evaluation.scoring import report_of, scalar_names
 from hierseg.evaluation.sections import Field, Section
@@ -162,3 +163,31 @@ def test_the_scalars_a_report_of_a_dataset_can_have():
     assert names == ["mIoU", "pixel_acc", "mean_acc", "category_mIoU", *(f"mIoU_level/{d}" for d in range(1, 6)),
                      "severity/mean", "severity/within_parent"]
     assert "category_mIoU" not in scalar_names("ade20k")  # only Cityscapes' label table has categories
+
+
+@pytest.mark.parametrize("space", ["mapillary", "cityscapes", "tree"])
+def test_on_the_real_tree_the_deepest_level_is_flat_and_severity_is_the_lca_depth(space):
+    """Random counts of Mapillary ground truth against predictions in three spaces: the deepest level's IoUs are the
+    flat ones, and the severity distribution matches one computed pair by pair from the tree's paths."""
+    tax = Taxonomy.load()
+    classes = EvalClasses.of("mapillary", tax)
+    read = reading(tax, space, classes)
+    counts = np.random.default_rng(7).integers(0, 4, (len(classes), len(read)))
+    tally = Tally(classes, read, counts, tax)
+    report = report_of(tally, "val", 1, 0.0)
+    deepest = report.get(LevelScores).levels[-1]
+    assert dict(zip(deepest.concepts, deepest.iou, strict=True)) == pytest.approx(
+        {c.concept: c.iou for c in report.metrics.classes}, nan_ok=True)
+    assert deepest.miou == pytest.approx(report.miou)
+
+    concepts = [c.id for c in tax]
+    expected = np.zeros(tax.max_depth + 1, dtype=np.int64)
+    for i, c in enumerate(classes.classes):
+        truth = tax.path(c.concept)
+        for j in np.flatnonzero((read.columns != i) & (counts[i] > 0)):
+            pred = tax.path(concepts[read.concepts[j]]) if read.concepts[j] >= 0 else ()
+            common = next((d for d, (a, b) in enumerate(zip(truth, pred, strict=False)) if a != b),
+                          min(len(truth), len(pred)))  # the length of the paths' common prefix
+            expected[len(truth) - max(common, 1)] += counts[i, j]  # depth(t) - depth(LCA); the root is depth 0
+    severity = report.get(Severity)
+    assert severity.counts == tuple(expected) and severity.wrong == counts.sum() - np.trace(tally.matrix)
