@@ -95,7 +95,8 @@ def evaluate(
     format: Annotated[Format, typer.Option("--format", help="table (rich), csv or json (fractions, not %).")] = Format.table,
     out: Annotated[Path | None, typer.Option(help="Output file (default: stdout); a .csv or .json name picks the "
                                              "format when --format is not given.")] = None,
-    per_class: Annotated[bool, typer.Option("--per-class", help="Add every class's IoU and accuracy.")] = False,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Add every class's IoU and accuracy, and each "
+                                            "concept's IoU at each level of the tree.")] = False,
     mode: ModeOption = Mode.whole,
     crop: CropOption = 512,
     stride: StrideOption = None,
