@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
+from hierseg.data.layouts import resolve_split
 from hierseg.data.loader import multi_dataset_loader
 from hierseg.data.readers import official
 from hierseg.data.synth import synthesize
 from hierseg.data.transforms import TrainTransform
-from hierseg.engine.evaluate import resolve_split
 from hierseg.models import create_model
 from hierseg.taxonomy import load_spec
 

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from hierseg.data.layouts import locate, recodes, split_labels
-from hierseg.engine.score import score_predictions
+from hierseg.evaluation.score import score_predictions
 from hierseg.taxonomy import Taxonomy, load_spec
 from hierseg.taxonomy.annotations import remap_folder
 from hierseg.taxonomy.export import export_lut

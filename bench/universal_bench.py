@@ -22,7 +22,10 @@ Figures, each on the val split of every dataset an arm trained on, in that datas
   Cityscapes labels ``road``;
 - ``reverse``: the evaluated Cityscapes classes Mapillary splits finer (relation ``finer-ambiguous``);
 - per-class IoU of the nested labels (a label with the same dataset's labels below it in the tree: Cityscapes and
-  Mapillary ``building`` above ``bridge`` and ``tunnel``), which DSSPN predicts through its self outputs.
+  Mapillary ``building`` above ``bridge`` and ``tunnel``), which DSSPN predicts through its self outputs;
+- per dataset, mIoU at each level of the tree (``L1`` .. the deepest, which is the flat mIoU) and the mistakes'
+  severity (``sev``: mean levels from the true concept up to where it meets the prediction, over wrong pixels;
+  ``parent``: the share of wrong pixels predicted inside the true concept's parent's subtree), issue 22.
 
 Means over seeds are printed with their spread (half the range), then the issue's aims: DSSPN universal at least
 DeepLab universal minus one point on both datasets, universal at least single on the shared classes, nested
@@ -45,11 +48,13 @@ from typing import Any
 import torch
 
 from hierseg.core.yamltext import parse_overrides
+from hierseg.data.layouts import resolve_split
 from hierseg.data.loader import multi_dataset_loader
 from hierseg.data.readers import official
 from hierseg.data.synth import synthesize
 from hierseg.data.transforms import TrainTransform
-from hierseg.engine.evaluate import EvalReport, InferenceOptions, evaluate, resolve_split
+from hierseg.engine.evaluate import InferenceOptions, evaluate
+from hierseg.evaluation.report import EvalReport
 from hierseg.models import create_model
 from hierseg.taxonomy import Taxonomy, load_spec, translation
 
@@ -180,6 +185,7 @@ def score(model: torch.nn.Module, arm: Arm, root: Path, subsets: Subsets, args: 
             for c in report.metrics.classes:
                 if c.id in subsets.nested[ds] or (ds == MV and c.id in subsets.lane):
                     row[f"{ds}:{c.name}"] = c.iou
+            row.update(tree_figures(report))
         rows[rule] = row
     return rows
 
@@ -259,7 +265,7 @@ def main() -> None:
                 for rule, row in score(model, arm, root, subsets, args).items():
                     results[(arm.name, rule, seed)] = {**row, **timing}
                     print(f"  seed {seed} {arm.name} {rule}: " + ", ".join(
-                        f"{k} {100 * v:.1f}" for k, v in row.items() if not math.isnan(v)), flush=True)
+                        f"{k} {100 * v:.1f}" for k, v in row.items() if not math.isnan(v) and "/" not in k), flush=True)
                 if args.save is not None:
                     save_results(args.save, results)
     report(results, arms)
@@ -304,7 +310,39 @@ def report(results: dict[tuple[str, str, int], dict[str, float]], arms: list[Arm
                      if any(not math.isnan(v) for v in collect(results, arm, rule, k))]
             if parts:
                 print(f"  {arm} {rule}: " + ", ".join(parts))
+    tree_report(results, rows)
     aims(results)
+
+
+def tree_figures(report: EvalReport) -> dict[str, float]:
+    """``DATASET mIoU_level/d`` for every level and ``DATASET severity/mean|within_parent`` (issue 22)."""
+    return {f"{report.dataset} {k}": v for k, v in report.scalars().items() if k.startswith(("mIoU_level/", "severity/"))}
+
+
+def tree_report(results: dict[tuple[str, str, int], dict[str, float]], rows: list[tuple[str, str]]) -> None:
+    """mIoU at each level of the tree and the mistakes' severity, per dataset (issue 22)."""
+    keys = sorted({k.split(" ", 1)[1] for row in results.values() for k in row if " mIoU_level/" in k},
+                  key=lambda k: int(k.rsplit("/", 1)[1]))
+    if not keys:
+        return
+    keys += ["severity/mean", "severity/within_parent"]
+    titles = [k.replace("mIoU_level/", "L").replace("severity/mean", "sev").replace("severity/within_parent", "parent")
+              for k in keys]
+    print("\nmIoU at each level of the tree (L1 .. deepest = flat mIoU), mistake severity (sev: mean levels from the "
+          "true concept to the LCA, over wrong pixels; parent: % of wrong pixels inside the true parent's subtree)")
+    for ds, short in ((CS, "CS"), (MV, "MV")):
+        print(f"{short:<20} {'rule':<7}" + "".join(f"{t:>10}" for t in titles))
+        for arm, rule in rows:
+            cells = []
+            for key in keys:
+                values = collect(results, arm, rule, f"{ds} {key}")
+                if key == "severity/mean":
+                    values = [v for v in values if not math.isnan(v)]
+                    cells.append(f"{statistics.fmean(values):.2f}" if values else "-")
+                else:
+                    cells.append(fmt(values))
+            if any(c != "-" for c in cells):
+                print(f"{arm:<20} {rule:<7}" + "".join(f"{c:>10}" for c in cells))
 
 
 def aims(results: dict[tuple[str, str, int], dict[str, float]]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 from pathlib import Path
@@ -52,43 +51,26 @@ def _load(path: Path, dataset: str | None = None, what: str = "evaluation", trus
     return model, taxonomy, payload
 
 
-def _percent(value: float) -> str:
-    return "-" if math.isnan(value) else f"{100 * value:.2f}"
-
-
 def _table(report, per_class: bool) -> None:
+    """Every section of the report: its headline values on one line, its rows as a table (detail sections only
+    with --per-class, after the others)."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=120)
-    m = report.metrics
-    console.print(f"{report.dataset} {report.split}: {report.images} images, {len(m.classes)} evaluated classes, "
-                  f"{report.seconds:.1f} s")
-    console.print(f"mIoU {_percent(m.miou)}  pixel acc. {_percent(m.pixel_acc)}  class-average acc. "
-                  f"{_percent(m.mean_acc)}")
-    c = report.comparison
-    if c is not None:
-        total = max(c["pixels"], 1)
-        console.print(f"predictions in {c['space']}: of {c['pixels']} evaluated pixels, {c['equal']} equal, "
-                      f"{c['finer']} finer (scored by extent), {c['coarser']} coarser and {c['outside']} outside "
-                      f"{report.dataset}'s labels (wrong), {c['not_comparable']} could not be compared "
-                      f"({100 * c['not_comparable'] / total:.2f} %, void or ignore predictions: misses)")
-    groups = Table("group", "classes", "present", "mIoU", title="mIoU by concept depth")
-    for g in m.groups:
-        groups.add_row(g.group, str(g.classes), str(g.present), _percent(g.miou))
-    console.print(groups)
-    console.print("depth d: classes whose concept is a leaf at depth d; inner: classes whose concept has children")
-    if m.categories:
-        categories = Table("category", "classes", "IoU", title=f"category mIoU {_percent(m.category_miou)}")
-        for c in m.categories:
-            categories.add_row(c.category, str(c.classes), _percent(c.iou))
-        console.print(categories)
-    if per_class:
-        table = Table("id", "class", "concept", "depth", "IoU", "acc.", "pixels", title="per class")
-        for c in m.classes:
-            depth = "" if c.depth is None else f"{c.depth}{'' if c.leaf else ' (inner)'}"
-            table.add_row(str(c.id), c.name, c.concept or "-", depth, _percent(c.iou), _percent(c.acc), str(c.pixels))
-        console.print(table)
+    console.print(f"{report.dataset} {report.split}: {report.images} images, {report.seconds:.1f} s")
+    sections = report.sections(per_class)
+    for section in sorted(sections, key=lambda s: s.detail):
+        values = "  ".join(f"{f.title} {f.text(v)}" for f, v in section.values)
+        title = f"{section.title}: {values}" if values else section.title
+        console.print(title, style="bold" if section.columns else None, highlight=False)
+        if section.columns:
+            table = Table(*(c.title for c in section.columns))
+            for row in section.rows:
+                table.add_row(*(c.text(v) for c, v in zip(section.columns, row, strict=True)))
+            console.print(table)
+        if section.note:
+            console.print(section.note, style="dim")
 
 
 def _progress(total: int | None, label: str):
@@ -116,7 +98,8 @@ def evaluate(
     format: Annotated[Format, typer.Option("--format", help="table (rich), csv or json (fractions, not %).")] = Format.table,
     out: Annotated[Path | None, typer.Option(help="Output file (default: stdout); a .csv or .json name picks the "
                                              "format when --format is not given.")] = None,
-    per_class: Annotated[bool, typer.Option("--per-class", help="Add every class's IoU and accuracy.")] = False,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Add every class's IoU and accuracy, and each "
+                                            "concept's IoU at each level of the tree.")] = False,
     mode: ModeOption = Mode.whole,
     crop: CropOption = 512,
     stride: StrideOption = None,
@@ -131,9 +114,11 @@ def evaluate(
     trust_checkpoint: TrustOption = False,
 ) -> None:
     """Score a checkpoint, or a folder of predictions made elsewhere, on a dataset split in the dataset's own ids:
-    mIoU, pixel and class-average accuracy, mIoU by tree depth (and by category for Cityscapes), every class."""
+    mIoU, pixel and class-average accuracy, mIoU at each level of the tree, how severe the mistakes are (levels up
+    to where truth and prediction meet), Cityscapes' categories, and with --per-class every class."""
     from hierseg.data.layouts import dataset_root
-    from hierseg.taxonomy.specs import load_spec
+    from hierseg.taxonomy.labelspace import TREE
+    from hierseg.taxonomy.specs import DATASETS, load_spec
 
     if not _DATASET_NAME.match(dataset):
         raise HiersegError(f"--dataset {dataset!r}: not a dataset name")
@@ -141,6 +126,8 @@ def evaluate(
         raise HiersegError("give --checkpoint (a model to run) or --predictions (a folder of label PNGs), not both")
     if space is not None and predictions is None:
         raise HiersegError("--space is the label space of --predictions; a checkpoint predicts in --dataset's ids")
+    if space is not None and space not in (*DATASETS, TREE):
+        raise HiersegError(f"--space {space}: not a label space of the tree; choose one of {', '.join((*DATASETS, TREE))}")
     if predictions is not None:
         load_spec(dataset)  # predictions are scored through the shipped tree: a built-in dataset
     if checkpoint is not None:
@@ -152,7 +139,7 @@ def evaluate(
             raise HiersegError(f"{out}: --out writes csv or json; add --format csv or --format json")
         format = Format(out.suffix.lower()[1:])
     if predictions is not None:
-        from hierseg.engine.score import score_predictions
+        from hierseg.evaluation.score import score_predictions
 
         progress, task = _progress(None, "eval")
         with progress:

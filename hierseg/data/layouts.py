@@ -227,6 +227,21 @@ def layout(name: str) -> Layout:
     return LAYOUTS[name]
 
 
+def resolve_split(dataset: str, split: str, taxonomy: object = None) -> str:
+    """A split of the dataset's layout; ``val`` and ``train`` also name ADE20K's ``validation``, COCO's ``val2017``...
+    A folder dataset (added to ``taxonomy`` with no official layout) takes any split: a subfolder of images/."""
+    name = layout_name(dataset, taxonomy)
+    if name == FOLDER:
+        return split
+    splits = layout(name).splits
+    if split in splits:
+        return split
+    matches = [s for s in splits if s.startswith(split)]
+    if len(matches) == 1:
+        return matches[0]
+    raise HiersegError(f"{dataset}: no split {split!r}; the official layout has {', '.join(splits)}")
+
+
 @cache
 def recodes(dataset: str) -> tuple[Recode, ...]:
     """How to read the layout's alternative label files as the dataset's ids (Cityscapes: trainId -> labelId)."""

@@ -4,7 +4,7 @@
 optionally averaged with the horizontally flipped image. Flat models (those with an :class:`Outputs`) are averaged
 on class probabilities and decoded once; any other model (DSSPN, whose ``predict`` runs hierarchical inference)
 is run through ``predict`` and its windows are stitched on ids, each pixel taken from the window whose centre is
-nearest. :func:`evaluate` reads the split, runs the predictor and scores it with :mod:`hierseg.engine.metrics`.
+nearest. :func:`evaluate` reads the split, runs the predictor and scores it with :mod:`hierseg.evaluation`.
 Under DDP each rank evaluates every ``world_size``-th image and the confusion matrices are summed.
 
 Memory: an image above ``max_pixels`` (what the model sees, after ``short``) is never run whole: it is cut into
@@ -16,14 +16,11 @@ image's pixels by a small constant and never with the number of classes.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from hierseg.core.errors import HiersegError
-from hierseg.data.layouts import FOLDER, layout, layout_name
+from hierseg.data.layouts import resolve_split
 from hierseg.engine.distributed import default_device, evaluating, rank_and_world_size, unwrap
-from hierseg.engine.metrics import ConfusionMatrix, EvalClasses, Metrics, compute_metrics
+from hierseg.evaluation.metrics import ConfusionMatrix, EvalClasses
+from hierseg.evaluation.report import EvalReport
+from hierseg.evaluation.scoring import report_of
+from hierseg.evaluation.tally import Tally
 from hierseg.models.base import CLASSES, Segmenter
 from hierseg.taxonomy.labelspace import TREE
 from hierseg.taxonomy.specs import DATASETS
@@ -252,113 +252,11 @@ class Predictor:
         return ids.long()
 
 
-def resolve_split(dataset: str, split: str, taxonomy: Taxonomy | None = None) -> str:
-    """A split of the dataset's layout; ``val`` and ``train`` also name ADE20K's ``validation``, COCO's ``val2017``...
-    A folder dataset (added to ``taxonomy`` with no official layout) takes any split: a subfolder of images/."""
-    name = layout_name(dataset, taxonomy)
-    if name == FOLDER:
-        return split
-    splits = layout(name).splits
-    if split in splits:
-        return split
-    matches = [s for s in splits if s.startswith(split)]
-    if len(matches) == 1:
-        return matches[0]
-    raise HiersegError(f"{dataset}: no split {split!r}; the official layout has {', '.join(splits)}")
-
-
 def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     if len({tuple(s["label"].shape) for s in samples}) > 1:
         raise HiersegError(f"{samples[0]['path']}: images of one batch differ in size; evaluate with batch size 1")
     return {"image": torch.stack([s["image"] for s in samples]), "label": torch.stack([s["label"] for s in samples]),
             "path": [s["path"] for s in samples]}
-
-
-def _none_for_nan(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def _fmt(value: float | None) -> str:
-    return "" if value is None or math.isnan(value) else repr(float(value))
-
-
-@dataclass(frozen=True)
-class EvalReport:
-    """Scores of one split. Every ratio is a fraction in 0..1 (NaN: nothing to score)."""
-
-    dataset: str
-    split: str
-    images: int
-    seconds: float
-    metrics: Metrics
-    settings: dict[str, Any] = field(default_factory=dict)
-    # Scored prediction files only (hierseg.engine.score): the label space, evaluated pixels, and how many of
-    # them the predictions hit as equal, finer, coarser, outside or not comparable.
-    comparison: dict[str, Any] | None = None
-
-    @property
-    def miou(self) -> float:
-        return self.metrics.miou
-
-    @property
-    def pixel_acc(self) -> float:
-        return self.metrics.pixel_acc
-
-    @property
-    def mean_acc(self) -> float:
-        return self.metrics.mean_acc
-
-    def to_dict(self, per_class: bool = True) -> dict[str, Any]:
-        """JSON-able; NaN becomes ``None``."""
-        m = self.metrics
-        out: dict[str, Any] = {
-            "dataset": self.dataset, "split": self.split, "images": self.images, "seconds": round(self.seconds, 3),
-            "settings": self.settings, "miou": _none_for_nan(m.miou), "pixel_acc": _none_for_nan(m.pixel_acc),
-            "mean_acc": _none_for_nan(m.mean_acc), "pixels": m.pixels, "classes_evaluated": len(m.classes),
-            "groups": [{k: _none_for_nan(v) for k, v in asdict(g).items()} for g in m.groups],
-        }
-        if m.categories:
-            out["category_miou"] = _none_for_nan(m.category_miou)
-            out["categories"] = [{k: _none_for_nan(v) for k, v in asdict(c).items()} for c in m.categories]
-        if self.comparison is not None:
-            out["comparison"] = dict(self.comparison)
-        if per_class:
-            out["classes"] = [{k: _none_for_nan(v) for k, v in asdict(c).items()} for c in m.classes]
-        return out
-
-    def to_json(self, per_class: bool = True) -> str:
-        return json.dumps(self.to_dict(per_class), indent=1) + "\n"
-
-    def to_csv(self, per_class: bool = True) -> str:
-        """One row per score: ``overall`` (iou = mIoU, acc = pixel accuracy, mean_acc = class-average accuracy),
-        ``group`` (iou = the group's mIoU), ``category`` (Cityscapes' categories: key ``mean`` holds their mean) and,
-        with ``per_class``, ``class`` (iou, acc = the class's accuracy)."""
-        m = self.metrics
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["kind", "key", "name", "concept", "depth", "leaf", "classes", "present", "iou", "acc",
-                         "mean_acc", "pixels"])
-        present = sum(1 for c in m.classes if not math.isnan(c.iou))
-        writer.writerow(["overall", self.dataset, self.split, "", "", "", len(m.classes), present, _fmt(m.miou),
-                         _fmt(m.pixel_acc), _fmt(m.mean_acc), m.pixels])
-        for g in m.groups:
-            writer.writerow(["group", g.group, "", "", "" if g.depth is None else g.depth, int(g.depth is not None),
-                             g.classes, g.present, _fmt(g.miou), "", "", ""])
-        if m.categories:
-            present = sum(1 for c in m.categories if not math.isnan(c.iou))
-            writer.writerow(["category", "mean", "", "", "", "", len(m.categories), present, _fmt(m.category_miou),
-                             "", "", ""])
-            for c in m.categories:
-                writer.writerow(["category", c.category, "", "", "", "", c.classes, "", _fmt(c.iou), "", "", ""])
-        for kind, pixels in (self.comparison or {}).items():
-            if kind != "space":  # prediction files: pixels of each kind of comparison (see hierseg.engine.score)
-                writer.writerow(["comparison", kind, self.comparison["space"], "", "", "", "", "", "", "", "", pixels])
-        if per_class:
-            for c in m.classes:
-                writer.writerow(["class", c.id, c.name, c.concept or "", "" if c.depth is None else c.depth,
-                                 "" if c.leaf is None else int(c.leaf), "", "", _fmt(c.iou), _fmt(c.acc), "",
-                                 c.pixels])
-        return buffer.getvalue()
 
 
 def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str = "val", *,
@@ -367,7 +265,8 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
              on_batch: Callable[[int], None] | None = None) -> EvalReport:
     """Score ``model`` on ``split`` of ``dataset_name`` under ``root`` (official layout), in the dataset's ids.
 
-    ``taxonomy`` (default: the shipped tree) gives each class its concept and depth for the per-depth mIoU;
+    ``taxonomy`` (default: the shipped tree) gives each class its concept, for the per-level mIoU and the mistakes'
+    severity (:mod:`hierseg.evaluation.scoring` lists every score; ``report.scalars()`` gives them flat);
     ``limit`` evaluates only the first images; ``on_batch(n)`` is called after each batch of ``n`` images.
     The model is left in the train/eval mode it came in.
     """
@@ -388,7 +287,8 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
     loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
 
     device = torch.device(device) if device is not None else default_device()
-    classes = EvalClasses.of(dataset_name, taxonomy)
+    tree = taxonomy if taxonomy is not None else Taxonomy.load()  # the Predictor is told only of a given one
+    classes = EvalClasses.of(dataset_name, tree)
     matrix = ConfusionMatrix(classes, device)
     images = torch.zeros((), dtype=torch.int64, device=device)
     start = time.perf_counter()
@@ -417,5 +317,5 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
         settings.update(crop=options.crop, stride=options.window_stride)
     if predictor.slid:
         settings.update(max_pixels=options.max_pixels, slid=predictor.slid)
-    return EvalReport(dataset_name, split, int(images), time.perf_counter() - start,
-                      compute_metrics(matrix.reduced(), classes), settings)
+    tally = Tally.of_ids(classes, matrix.reduced().cpu().numpy(), tree)
+    return report_of(tally, split, int(images), time.perf_counter() - start, settings)

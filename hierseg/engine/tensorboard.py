@@ -8,7 +8,6 @@ RUN_DIR/tensorboard`` shows them. TensorBoard is an optional dependency (``pip i
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +56,10 @@ class TensorBoardLog:
 
 
 def eval_scalars(report: Any) -> dict[str, float]:
-    """The figures of an :class:`~hierseg.engine.evaluate.EvalReport`, by TensorBoard tag (NaN ones left out)."""
-    m, prefix = report.metrics, f"eval/{report.dataset}/{report.split}"
-    values = {f"{prefix}/miou": m.miou, f"{prefix}/pixel_acc": m.pixel_acc, f"{prefix}/mean_acc": m.mean_acc}
-    values.update({f"{prefix}/miou_{g.group.replace(' ', '_')}": g.miou for g in m.groups})
-    if m.categories:
-        values[f"{prefix}/category_miou"] = m.category_miou
-    return {tag: float(v) for tag, v in values.items() if not math.isnan(v)}
+    """The figures of a :class:`~hierseg.evaluation.report.Report` by TensorBoard tag: ``eval/DATASET/SPLIT/NAME``
+    for every name of ``report.scalars()`` (``mIoU``, ``mIoU_level/3``, ``severity/mean``, ...)."""
+    prefix = f"eval/{report.dataset}/{report.split}"
+    return {f"{prefix}/{name}": value for name, value in report.scalars().items()}
 
 
 def log_evaluation(payload: dict[str, Any], report: Any) -> Path | None:

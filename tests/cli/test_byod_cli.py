@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from PIL import Image
 
@@ -67,9 +68,14 @@ def test_voc_from_suggestions_to_evaluation(tmp_path):
     report = json.loads(ok("eval", "--checkpoint", str(run / "model.pt"), "--dataset", "pascal_voc",
                            str(data / "pascal_voc"), "--format", "json", "--per-class"))
     assert report["dataset"] == "pascal_voc" and report["split"] == "val" and report["images"] == 2
-    assert [c["id"] for c in report["classes"]] == list(range(21))
-    assert report["classes"][0]["concept"] is None and report["classes"][4]["concept"] == "vessel"
-    assert report["pixels"] > 0 and report["classes"][0]["pixels"] > report["pixels"] / 2
+    classes, pixels = report["classes"]["rows"], report["overall"]["pixels"]
+    assert [c["id"] for c in classes] == list(range(21))
+    assert classes[0]["concept"] is None and classes[4]["concept"] == "vessel"
+    assert pixels > 0 and classes[0]["pixels"] > pixels / 2
+    # background has no concept: at every level of the tree it is a concept of its own
+    assert all("(background)" in {r["concept"] for r in report["level_concepts"]["rows"] if r["level"] == d}
+               for d in range(1, 6))
+    assert report["levels"]["rows"][-1]["miou"] == pytest.approx(report["overall"]["miou"])
     # 6. predictions in VOC's ids, with VOC's colours in the overlays
     ok("predict", "--checkpoint", str(run / "model.pt"), "--dataset", "pascal_voc", "--out", str(tmp_path / "pred"),
        str(data / "pascal_voc" / "VOCdevkit" / "VOC2012" / "JPEGImages"))

@@ -40,11 +40,14 @@ def test_eval_json_as_a_user_runs_it(setup):
     assert f"wrote {out}" in result.stderr
     doc = json.loads(out.read_text())
     assert doc["dataset"] == "cityscapes" and doc["split"] == "val" and doc["images"] == 2
-    ious = [c["iou"] for c in doc["classes"] if c["iou"] is not None]
-    assert len(doc["classes"]) == 19 and doc["miou"] == pytest.approx(sum(ious) / len(ious))
+    classes, overall = doc["classes"]["rows"], doc["overall"]
+    ious = [c["iou"] for c in classes if c["iou"] is not None]
+    assert len(classes) == 19 and overall["miou"] == pytest.approx(sum(ious) / len(ious))
     evaluated = [label.id for label in load_spec("cityscapes").labels if label.evaluated]
     truth = [np.asarray(Image.open(p)) for p in (tmp / "cityscapes" / "gtFine" / "val").rglob("*.png")]
-    assert doc["pixels"] == sum(int(np.isin(t, evaluated).sum()) for t in truth) and 0.0 <= doc["pixel_acc"] <= 1.0
+    assert overall["pixels"] == sum(int(np.isin(t, evaluated).sum()) for t in truth) and 0.0 <= overall["pixel_acc"] <= 1
+    assert [row["level"] for row in doc["levels"]["rows"]] == [1, 2, 3, 4, 5]
+    assert doc["levels"]["rows"][-1]["miou"] == pytest.approx(overall["miou"])
 
 
 def test_predict_writes_labels_and_overlays(setup):
@@ -71,8 +74,9 @@ def test_eval_table_and_csv(setup):
             "cpu", "--limit", "1"]
     result = runner.invoke(app, [*args, "--per-class"])
     assert result.exit_code == 0, result.output
-    assert "cityscapes val: 1 images, 19 evaluated classes" in result.output
-    assert "mIoU by concept depth" in result.output and "traffic light" in result.output
+    assert "cityscapes val: 1 images" in result.output and "classes 19" in result.output
+    assert "mIoU at each level of the tree" in result.output and "traffic light" in result.output
+    assert "grouped by their concept's depth" in result.output
     assert "category mIoU" in result.output and "construction" in result.output
     assert "traffic light" not in runner.invoke(app, args).output  # per-class rows only when asked
 
@@ -80,11 +84,12 @@ def test_eval_table_and_csv(setup):
     result = runner.invoke(app, [*args, "--out", str(out), "--mode", "slide", "--crop", "48"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open()))
-    assert rows[0]["kind"] == "overall" and rows[0]["key"] == "cityscapes"
-    assert {r["kind"] for r in rows} == {"overall", "group", "category"}
-    categories = [r["key"] for r in rows if r["kind"] == "category"]
-    assert categories == ["mean", "flat", "construction", "object", "nature", "sky", "human", "vehicle"]
-    assert math.isclose(float(rows[0]["classes"]), 19)
+    assert rows[0]["section"] == "report" and rows[0]["key"] == "dataset" and rows[0]["value"] == "cityscapes"
+    assert {r["section"] for r in rows} == {"report", "overall", "depth_groups", "categories", "levels", "severity"}
+    categories = [r["key"] for r in rows if r["section"] == "categories"]
+    assert categories == ["miou", "flat", "construction", "object", "nature", "sky", "human", "vehicle"]
+    values = {(r["section"], r["key"]): r["value"] for r in rows}
+    assert math.isclose(float(values["overall", "classes"]), 19) and values["report", "settings.mode"] == "slide"
 
 
 def test_bad_input_exits_2_with_one_line(setup):

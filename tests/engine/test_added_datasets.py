@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from hierseg.core.errors import HiersegError
+from hierseg.data.layouts import resolve_split
 from hierseg.data.synth import synthesize
-from hierseg.engine.evaluate import Predictor, evaluate, resolve_space, resolve_split
-from hierseg.engine.metrics import EvalClasses
+from hierseg.engine.evaluate import Predictor, evaluate, resolve_space
 from hierseg.engine.palette import palette
+from hierseg.evaluation.metrics import EvalClasses
 from hierseg.models.base import Segmenter
 from hierseg.taxonomy import NeuronGraph, Taxonomy
 from hierseg.taxonomy.extend import extend_artifact, load_addition

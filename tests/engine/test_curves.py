@@ -88,9 +88,15 @@ def test_tensorboard_log_of_losses_rates_and_eval_scores(synth_root, tmp_path): 
     model = Tiny()
     report = evaluate(model, "cityscapes", synth_root / "cityscapes", "val", device="cpu")
     assert log_evaluation(read_checkpoint(outputs["main"]), report) == folder
-    miou = scalars(folder, "eval/cityscapes/val/miou")
-    assert miou == {4: pytest.approx(report.miou)}
-    assert scalars(folder, "eval/cityscapes/val/category_miou") == {4: pytest.approx(report.metrics.category_miou)}
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    logged = {tag.removeprefix("eval/cityscapes/val/"): [(e.step, e.value) for e in events.Scalars(tag)]
+              for tag in events.Tags()["scalars"] if tag.startswith("eval/")}
+    # every scalar of the report, once, at the stage's last step: the flat, per-level and category figures
+    assert logged == {name: [(4, pytest.approx(value))] for name, value in report.scalars().items()}
+    assert logged["mIoU"] == [(4, pytest.approx(report.miou))]
+    assert logged["category_mIoU"] == [(4, pytest.approx(report.metrics.category_miou))]
+    assert {f"mIoU_level/{d}" for d in range(1, 6)} <= logged.keys()
 
 
 def test_tensorboard_missing_is_one_line_before_the_run(synth_root, tmp_path, monkeypatch):  # noqa: F811

@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from hierseg.core.errors import HiersegError
+from hierseg.data.layouts import resolve_split
 from hierseg.data.readers import official
 from hierseg.data.synth import synthesize
 from hierseg.data.transforms import sliding_windows
-from hierseg.engine.evaluate import InferenceOptions, Predictor, evaluate, resolve_space, resolve_split
-from hierseg.engine.metrics import EvalClasses
+from hierseg.engine.evaluate import InferenceOptions, Predictor, evaluate, resolve_space
+from hierseg.evaluation.metrics import EvalClasses
 from hierseg.models.base import FlatSegmenter, Segmenter
 from hierseg.models.outputs import make_outputs
 from hierseg.taxonomy.annotations import read_label
@@ -193,17 +194,21 @@ def test_report_serialisations(root, labels):
     report = evaluate(Constant(7), "cityscapes", root, limit=1, device="cpu")
     assert report.images == 1
     doc = json.loads(report.to_json())
-    assert doc["miou"] == pytest.approx(report.miou) and len(doc["classes"]) == 19
-    absent = [c for c in doc["classes"] if c["pixels"] == 0 and c["predicted"] == 0]
+    assert doc["overall"]["miou"] == pytest.approx(report.miou) and len(doc["classes"]["rows"]) == 19
+    absent = [c for c in doc["classes"]["rows"] if c["pixels"] == 0 and c["predicted"] == 0]
     assert absent and all(c["iou"] is None for c in absent)  # NaN is written as null
     assert "classes" not in json.loads(report.to_json(per_class=False))
     rows = list(csv.DictReader(io.StringIO(report.to_csv())))
-    overall = rows[0]
-    assert overall["kind"] == "overall" and float(overall["iou"]) == pytest.approx(report.miou)
-    assert float(overall["acc"]) == pytest.approx(report.pixel_acc)
-    assert [r["key"] for r in rows if r["kind"] == "group"] == [g.group for g in report.metrics.groups]
-    assert sum(r["kind"] == "class" for r in rows) == 19
-    assert not any(r["kind"] == "class" for r in csv.DictReader(io.StringIO(report.to_csv(per_class=False))))
+    values = {(r["section"], r["key"]): r["value"] for r in rows if r["value"]}
+    assert values["report", "dataset"] == "cityscapes" and values["report", "images"] == "1"
+    assert float(values["overall", "miou"]) == pytest.approx(report.miou)
+    assert float(values["overall", "pixel_acc"]) == pytest.approx(report.pixel_acc)
+    assert [r["key"] for r in rows if r["section"] == "depth_groups"] == [g.group for g in report.metrics.groups]
+    assert [r["key"] for r in rows if r["section"] == "levels"] == ["1", "2", "3", "4", "5"]
+    assert sum(r["section"] == "classes" for r in rows) == 19
+    assert not any(r["section"] == "classes" for r in csv.DictReader(io.StringIO(report.to_csv(per_class=False))))
+    scalars = report.scalars()
+    assert scalars["mIoU"] == report.miou and scalars["mIoU_level/5"] == report.miou
 
 
 def test_evaluation_inside_a_process_group(root, labels, tmp_path, monkeypatch):
@@ -220,7 +225,7 @@ def test_evaluation_inside_a_process_group(root, labels, tmp_path, monkeypatch):
         report = evaluate(Oracle(labels), "cityscapes", root, device="cpu")
     finally:
         torch.distributed.destroy_process_group()
-    assert reduced == [(19, 20)]  # the confusion matrix, summed over the (one) rank
+    assert reduced == [(19, 35)]  # the counts (19 classes by 34 ids and one other), summed over the rank
     assert report.images == 2 and report.miou == 1.0
 
 

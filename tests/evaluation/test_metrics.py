@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hierseg.engine.metrics import INNER, ConfusionMatrix, EvalClasses, class_scores, compute_metrics, confusion_matrix
+from hierseg.evaluation.metrics import INNER, ConfusionMatrix, EvalClasses, class_scores, compute_metrics, confusion_matrix
 from hierseg.taxonomy import Taxonomy, load_spec
 from hierseg.taxonomy.specs import DatasetSpec, Label
 
@@ -142,15 +142,15 @@ def test_reduction_only_with_a_process_group(tmp_path, monkeypatch):
         tensor.mul_(2)  # as if a second rank had the same counts
 
     monkeypatch.setattr(torch.distributed, "all_reduce", spy)
-    assert torch.equal(matrix.reduced(), matrix.matrix) and not calls  # no process group: never called
+    assert torch.equal(matrix.reduced(), matrix.counts) and not calls  # no process group: never called
 
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         total = matrix.reduced()
     finally:
         torch.distributed.destroy_process_group()
-    assert len(calls) == 1 and torch.equal(total, 2 * matrix.matrix)
-    assert int(matrix.matrix.sum()) == 2  # the local counts are left as they were
+    assert len(calls) == 1 and torch.equal(total, 2 * matrix.counts)
+    assert int(matrix.counts.sum()) == 2  # the local counts are left as they were
 
 
 def test_category_iou_pools_each_categorys_evaluated_classes():
