@@ -40,7 +40,8 @@ from hierseg.taxonomy.translate import translation
 from hierseg.taxonomy.tree import Taxonomy
 
 KINDS = ("equal", "finer", "coarser", "outside", "not_comparable")
-_KIND_OF_RELATION = {"equal": "equal", "coarser": "finer", "finer-ambiguous": "coarser"}
+# A prediction whose label only overlaps the truth's (taxonomy ``overlaps``) is, like a coarser one, no class's.
+_KIND_OF_RELATION = {"equal": "equal", "coarser": "finer", "finer-ambiguous": "coarser", "overlap": "coarser"}
 
 
 @dataclass(frozen=True)
