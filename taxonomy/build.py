@@ -256,7 +256,7 @@ def _check_overlaps(nodes: dict[str, _Node], merge: MergeSpec, problems: list[st
 
 
 def _check_wordnet(nodes: dict[str, _Node], wordnet: Any, problems: list[str]) -> dict[str, Any]:
-    """Check every merge placement; return the resolved synset of each concept that has one."""
+    """Check every concept but the root and those of a built tree; return the resolved synset of each that has one."""
     from nltk.corpus.reader.wordnet import WordNetError
 
     resolved: dict[str, Any] = {}

@@ -77,6 +77,9 @@ def _line(text: str, needle: str) -> int:
     # a void label has no concept to overlap
     ("  - {label: coco_stuff:46, with: [ade20k:148],", "  - {label: coco_stuff:44, with: [ade20k:148],",
      "overlap names coco_stuff:44, which is no mapped label of the tree"),
+    # not a label reference
+    ("  - {label: coco_stuff:46, with: [ade20k:148],", "  - {label: coco_stuff46, with: [ade20k:148],",
+     "'coco_stuff46' is not a label reference 'dataset:id'"),
 ])
 def test_bad_overlap_is_one_error_line_naming_the_spec_line(tmp_path, old, new, message):
     specs = tmp_path / "specs"
