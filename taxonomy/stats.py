@@ -7,6 +7,7 @@ from typing import Any
 
 from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.neurons import NeuronGraph, self_concepts
+from hierseg.taxonomy.overlaps import overlap_pairs
 from hierseg.taxonomy.specs import dataset_spec
 from hierseg.taxonomy.tree import Taxonomy
 
@@ -73,6 +74,7 @@ def tree_stats(taxonomy: Taxonomy) -> dict[str, Any]:
         "with_synset": sum(1 for c in taxonomy if c.synset),
         "by_source": dict(sorted(Counter(c.source for c in taxonomy).items())),
         "placements": placement_stats(taxonomy),
+        "overlaps": len(overlap_pairs(taxonomy.artifact)),  # label pairs whose definitions overlap (translations: overlap)
         "datasets": datasets,
         **_extension(taxonomy),
     }

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 
@@ -7,6 +8,7 @@ import networkx as nx
 
 from hierseg.taxonomy import Taxonomy
 from hierseg.taxonomy.stats import neurons, tree_stats
+from hierseg.taxonomy.tree import shipped_label_map
 
 
 def test_loading_needs_neither_wordnet_nor_torch():
@@ -51,6 +53,15 @@ def test_stats_agree_with_the_tree(artifact):
         assert tax[anchor].synset in ("object.n.01", "entity.n.01"), cid
     assert placements["weak"] == len(placements["weak_concepts"])
     assert stats["datasets"]["cityscapes"]["labels"] == 28  # polegroup is a pole now
+    # one pair per label a spec entry's `with` lists
+    pairs = {tuple(o["labels"]) for o in artifact["overlaps"]}
+    assert stats["overlaps"] == len(pairs) and {("cityscapes:22", "mapillary:2"), ("coco_stuff:46", "ade20k:148")} <= pairs
+    # mean depth of the evaluated labels, from the shipped label maps' paths
+    for dataset, info in stats["datasets"].items():
+        rows = [r for r in csv.DictReader(shipped_label_map(dataset).splitlines()) if r["evaluated"] == "1"]
+        depths = [r["concept_path"].count("/") for r in rows if r["concept"]]
+        assert info["mean_depth"] == round(sum(depths) / len(depths), 3), dataset
+        assert info["mean_decisions"] <= info["mean_depth"]
     depth_order = [tax[n].depth for n in neurons(tax)]
     assert depth_order == sorted(depth_order)
 
