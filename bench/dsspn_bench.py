@@ -2,7 +2,7 @@
 
     python bench/dsspn_bench.py [--batch 8] [--size 65] [--rounds 2] [--device cpu|cuda] [--datasets ...]
 
-The head is the paper's (359-concept tree, 69 neurons, m0 = 256, m = 48) on random root features of
+The head is the paper's (the 359-concept tree's neurons, m0 = 256, m = 48) on random root features of
 ``batch x 256 x size x size``; the labels, hence the activated sub-graphs, are synthetic scenes of each dataset
 (one dataset per batch, as in joint training). A step is forward + backward of the head loss. Reported per mode:
 median step time and activation memory (bytes of the tensors autograd saves for backward, counted once per

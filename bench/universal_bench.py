@@ -20,9 +20,12 @@ Figures, each on the val split of every dataset an arm trained on, in that datas
   classes on which universal training can help;
 - ``lane``: Mapillary's lane-marking classes (``marking--crosswalk-zebra``, ``marking--general``), which
   Cityscapes labels ``road``;
-- ``reverse``: the evaluated Cityscapes classes Mapillary splits finer (relation ``finer-ambiguous``);
-- per-class IoU of the nested labels (a label with the same dataset's labels below it in the tree: Cityscapes and
-  Mapillary ``building`` above ``bridge`` and ``tunnel``), which DSSPN predicts through its self outputs;
+- ``reverse``: the evaluated Cityscapes classes Mapillary splits finer (relation ``finer-ambiguous``, or
+  ``overlap`` where a Mapillary label also shares part of their pixels: road and sidewalk with its manholes, terrain
+  with its curbs);
+- per-class IoU of the nested labels (a label with the same dataset's labels below it in the tree: Cityscapes'
+  ``pole`` above its ``polegroup``, Mapillary's ``building`` above its phone booth and ``terrain`` above its sand),
+  which DSSPN predicts through its self outputs;
 - per dataset, mIoU at each level of the tree (``L1`` .. the deepest, which is the flat mIoU) and the mistakes'
   severity (``sev``: mean levels from the true concept up to where it meets the prediction, over wrong pixels;
   ``parent``: the share of wrong pixels predicted inside the true concept's parent's subtree), issue 22.
@@ -92,11 +95,11 @@ def lane_ids() -> tuple[int, ...]:
     return tuple(label.id for label in load_spec(MV).labels if label.evaluated and label.name.startswith(LANE_PREFIX))
 
 
-def related_ids(tax: Taxonomy, source: str, target: str, relation: str) -> tuple[int, ...]:
-    """Evaluated labels of ``source`` whose translation into ``target`` has ``relation``."""
+def related_ids(tax: Taxonomy, source: str, target: str, *relations: str) -> tuple[int, ...]:
+    """Evaluated labels of ``source`` whose translation into ``target`` has one of ``relations``."""
     keep = evaluated(source)
     return tuple(e.source_id for e in translation(tax, source, target).entries
-                 if e.relation == relation and e.source_id in keep)
+                 if e.relation in relations and e.source_id in keep)
 
 
 def nested_ids(tax: Taxonomy, dataset: str) -> tuple[int, ...]:
@@ -237,7 +240,7 @@ def main() -> None:
     args = parse()
     torch.set_num_threads(args.threads)
     tax = Taxonomy.load()
-    subsets = Subsets(lane=lane_ids(), reverse=related_ids(tax, CS, MV, "finer-ambiguous"),
+    subsets = Subsets(lane=lane_ids(), reverse=related_ids(tax, CS, MV, "finer-ambiguous", "overlap"),
                       shared={CS: related_ids(tax, CS, MV, "equal"), MV: related_ids(tax, MV, CS, "equal")},
                       nested={CS: nested_ids(tax, CS), MV: nested_ids(tax, MV)})
     arms = list(ARMS.values()) if "all" in args.arms else [ARMS[name] for name in args.arms]

@@ -116,9 +116,10 @@ def remap(
                f"{report.megapixels:.1f} MP in {report.seconds:.1f} s ({rate:.1f} MP/s)")
     counts = ", ".join(f"{n} {r}" for r, n in sorted(table.counts.items()))
     typer.echo(f"labels: {counts}")
-    lost = [f"{e.source_id} {e.source_name}" for e in table.entries if e.relation == "finer-ambiguous"]
-    if lost:
-        typer.echo(f"finer-ambiguous (now {table.target.ignore}, ignore): {'; '.join(lost)}")
+    for relation in ("finer-ambiguous", "overlap"):
+        lost = [f"{e.source_id} {e.source_name}" for e in table.entries if e.relation == relation]
+        if lost:
+            typer.echo(f"{relation} (now {table.target.ignore}, ignore): {'; '.join(lost)}")
     if report.unknown_pixels:
         typer.echo(f"undefined values mapped to ignore: {sum(report.unknown_pixels.values())} pixels in "
                    f"{len(report.unknown_pixels)} files")

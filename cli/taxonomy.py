@@ -226,7 +226,7 @@ def stats(
 ) -> None:
     """Concepts per depth, neurons, branching, WordNet placement checks, and per dataset: labels, concepts, neurons.
 
-    ``placements weak`` counts the merge placements checked only against object.n.01 or entity.n.01.
+    ``placements weak`` counts the placements checked only against object.n.01 or entity.n.01.
     """
     from hierseg.taxonomy.stats import tree_stats
 

@@ -1,7 +1,7 @@
 """Build the WordNet-merged concept tree from COCO-Stuff's hierarchy, the label tables and the merge spec.
 
 The build is a pure function of the files in ``taxonomy/specs/`` and WordNet 3.0: same inputs, same bytes.
-Every placement the merge spec makes (added, adopted and moved concepts) is checked against WordNet:
+Every concept of the tree is checked against WordNet, COCO-Stuff's own included (their marks sit under ``kept``):
 
 * the synset of the nearest ancestor that has one must be among the concept's hypernyms (instance hypernyms
   included), unless the spec marks the placement ``exception: true`` and gives its reason;
@@ -9,7 +9,9 @@ Every placement the merge spec makes (added, adopted and moved concepts) is chec
   parent), unless the spec names it under ``not_below`` with a reason;
 * no two concepts of the whole tree may share a synset, unless one names the other under ``shares_synset``.
 
-A mark that is not needed is an error too. Every problem is collected and reported with its spec line.
+A mark that is not needed is an error too. The spec's ``overlaps`` (pairs of labels of two datasets whose
+definitions overlap without one containing the other) are checked against the built tree: two datasets, two mapped
+labels, neither concept on the other's path. Every problem is collected and reported with its spec line.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class _Node:
     not_below: dict[str, str] = field(default_factory=dict)
     shares_synset: dict[str, str] = field(default_factory=dict)
     built: bool = False  # read from a built artifact (tree_nodes): checked when it was built, marks not kept
+    coco: bool = False  # placed by COCO-Stuff's hierarchy, not by the merge (its marks sit under `kept`)
 
 
 def _coco_nodes(spec_dir: Path, root: str) -> dict[str, _Node]:
@@ -73,7 +76,7 @@ def _coco_nodes(spec_dir: Path, root: str) -> dict[str, _Node]:
             if name not in synsets:
                 raise HiersegError(f"coco_synsets.yaml: no entry for COCO-Stuff node {name!r}")
             nodes[cid] = _Node(cid, root if name == "root" else name, parent, synsets[name], "coco_stuff",
-                               where=f"coco_stuff_hierarchy.csv ({name})")
+                               where=f"coco_stuff_hierarchy.csv ({name})", coco=True)
         return nodes[cid]
 
     ensure("root", None)
@@ -123,7 +126,7 @@ def _apply_merge(nodes: dict[str, _Node], merge: MergeSpec, problems: list[str])
             if node.parent is not None:
                 nodes[node.parent].children.remove(adopted)
             node.parent = item.id
-            node.check, node.adopter = "adopted", item.id
+            node.check, node.adopter, node.coco = "adopted", item.id, False
             nodes[item.id].children.append(adopted)
         for exempt in sorted(set(item.exempt) - set(item.adopts)):
             problems.append(f"{where}: {item.id!r} exempts {exempt!r}, which it does not adopt")
@@ -133,7 +136,7 @@ def _apply_merge(nodes: dict[str, _Node], merge: MergeSpec, problems: list[str])
         if node is None:
             problems.append(f"{where}: cannot move unknown concept {item.id!r}")
             continue
-        if node.check != "coco":
+        if not (node.coco or node.built):
             problems.append(f"{where}: {item.id!r} is placed by the merge already ({node.where}); set its parent there")
             continue
         if item.parent not in nodes:
@@ -143,19 +146,40 @@ def _apply_merge(nodes: dict[str, _Node], merge: MergeSpec, problems: list[str])
             nodes[node.parent].children.remove(item.id)
         nodes[item.parent].children.append(item.id)
         node.parent, node.check, node.where, node.reason = item.parent, "parent", where, item.reason
+        node.coco = False
         node.exception, node.not_below, node.shares_synset = item.exception, dict(item.not_below), dict(item.shares_synset)
+    for item in merge.kept:
+        where = merge.where(item.line)
+        node = nodes.get(item.id)
+        if node is None or not node.coco:
+            problems.append(f"{where}: only a COCO-Stuff concept the merge does not place can be kept, not {item.id!r}")
+            continue
+        node.where, node.reason, node.exception = where, item.reason, item.exception
+        node.not_below, node.shares_synset = dict(item.not_below), dict(item.shares_synset)
     for item in merge.removed:
         where = merge.where(item.line)
         node = nodes.get(item.id)
-        if node is None or node.check != "coco":
-            problems.append(f"{where}: only a COCO-Stuff concept can be removed, not {item.id!r}")
+        if node is None or not node.coco:
+            problems.append(f"{where}: only a COCO-Stuff concept the merge does not place can be removed, not {item.id!r}")
             continue
-        if node.children:
-            problems.append(f"{where}: cannot remove {item.id!r}, it still has children ({', '.join(node.children)})")
+        if node.children and not item.lift:
+            problems.append(f"{where}: cannot remove {item.id!r}, it still has children ({', '.join(node.children)}); "
+                            "move them, or lift them to its parent with `lift: true`")
             continue
-        if node.parent is not None:
-            nodes[node.parent].children.remove(item.id)
+        if node.parent is None:
+            problems.append(f"{where}: cannot remove the root {item.id!r}")
+            continue
+        siblings = nodes[node.parent].children
+        at = siblings.index(item.id)
+        siblings[at:at + 1] = node.children  # the lifted children take its place, in their order
+        for child in node.children:
+            nodes[child].parent = node.parent
         del nodes[item.id]
+    gone = {item.id: item.line for item in merge.removed if item.id not in nodes}
+    for item in (*merge.added, *merge.moved):
+        if item.parent in gone:
+            problems.append(f"{merge.where(item.line)}: {item.id!r} is placed under {item.parent!r}, which line "
+                            f"{gone[item.parent]} removes")
 
 
 def _map_labels(nodes: dict[str, _Node], merge: MergeSpec, specs: dict[str, DatasetSpec], problems: list[str]) -> None:
@@ -199,8 +223,42 @@ def _map_labels(nodes: dict[str, _Node], merge: MergeSpec, specs: dict[str, Data
                 problems.append(f"{merge.where(void[label.id][1])}: {dataset} label {label.id} is both mapped and void")
 
 
+def _check_overlaps(nodes: dict[str, _Node], merge: MergeSpec, problems: list[str]) -> list[dict[str, Any]]:
+    """The spec's overlaps, checked against the built tree; returns them as artifact records."""
+    concept = {(d, i): cid for cid, node in nodes.items() for d, ids in node.labels.items() for i in ids}
+    seen: dict[frozenset, int] = {}
+    records = []
+    for item in merge.overlaps:
+        where = merge.where(item.line)
+        a, b = item.label, item.other
+        names = f"{a[0]}:{a[1]} and {b[0]}:{b[1]}"
+        if a[0] == b[0]:
+            problems.append(f"{where}: overlap between {names}, two labels of one dataset; a dataset's own labels "
+                            "do not overlap (list pairs of two datasets)")
+            continue
+        missing = [f"{d}:{i}" for d, i in (a, b) if (d, i) not in concept]
+        if missing:
+            problems.append(f"{where}: overlap names {', '.join(missing)}, which is no mapped label of the tree "
+                            "(unknown dataset or id, or void)")
+            continue
+        ca, cb = concept[a], concept[b]
+        if ca == cb or ca in _ancestors(nodes, cb) or cb in _ancestors(nodes, ca):
+            upper, lower = (ca, cb) if ca == cb or ca in _ancestors(nodes, cb) else (cb, ca)
+            how = "the same concept" if ca == cb else f"{upper!r} is an ancestor of {lower!r}"
+            problems.append(f"{where}: overlap between {names}, but {how}: one label contains the other; an overlap "
+                            "is a pair neither contains")
+            continue
+        key = frozenset((a, b))
+        if key in seen:
+            problems.append(f"{where}: overlap between {names} is listed already on line {seen[key]}")
+            continue
+        seen[key] = item.line
+        records.append({"labels": [f"{a[0]}:{a[1]}", f"{b[0]}:{b[1]}"], "reason": item.reason})
+    return records
+
+
 def _check_wordnet(nodes: dict[str, _Node], wordnet: Any, problems: list[str]) -> dict[str, Any]:
-    """Check every merge placement; return the resolved synset of each concept that has one."""
+    """Check every concept but the root and those of a built tree; return the resolved synset of each that has one."""
     from nltk.corpus.reader.wordnet import WordNetError
 
     resolved: dict[str, Any] = {}
@@ -212,7 +270,10 @@ def _check_wordnet(nodes: dict[str, _Node], wordnet: Any, problems: list[str]) -
         except (WordNetError, ValueError):
             problems.append(f"{node.where}: synset {node.synset!r} of concept {node.id!r} is not in WordNet 3.0")
     for node in nodes.values():
-        if node.check == "coco":
+        if node.built:
+            continue
+        if node.parent is None:
+            node.check = "root"
             continue
         if node.id not in resolved:
             node.check = "no synset"
@@ -235,8 +296,9 @@ def _check_wordnet(nodes: dict[str, _Node], wordnet: Any, problems: list[str]) -
             problems.append(f"{where}: {node.id!r} is marked as an exception, but {resolved[anchor].name()} ({anchor}) "
                             f"is already among its hypernyms; remove it from {flag}")
         elif not placed and not exempt:
+            fix = "list it under `kept` with `exception: true`" if node.coco else f"mark it in {flag}"
             problems.append(f"{where}: {node.synset} ({node.id}) does not have {resolved[anchor].name()} ({anchor}) "
-                            f"among its WordNet hypernyms; fix the parent or mark it in {flag} with a reason")
+                            f"among its WordNet hypernyms; fix the parent or {fix} and a reason")
         node.check = "exception" if exempt else f"wordnet:{anchor}"
     _check_closer(nodes, resolved, problems)
     _check_shared(nodes, resolved, problems)
@@ -254,15 +316,16 @@ def _check_closer(nodes: dict[str, _Node], resolved: dict[str, Any], problems: l
         by_synset.setdefault(synset, []).append(cid)
     depth = {cid: len(_ancestors(nodes, cid)) for cid in nodes}
     for node in nodes.values():
-        if node.check == "coco":
+        if node.built:
             continue
         closer = set()
         if node.id in resolved and node.parent is not None:
             for synset in _hypernyms(resolved[node.id]):
                 closer.update(c for c in by_synset.get(synset, ()) if depth[c] > depth[node.parent] and c != node.id)
         for cid in sorted(closer - set(node.not_below)):
-            how = ("name it under `not_below` with a reason" if node.adopter is None
-                   else "move it with a `moved` entry that names it under `not_below` with a reason")
+            how = ("move it with a `moved` entry that names it under `not_below` with a reason" if node.adopter
+                   else "name it under `not_below` of its `kept` entry with a reason" if node.coco
+                   else "name it under `not_below` with a reason")
             problems.append(f"{node.where}: {node.synset} ({node.id}) has {resolved[cid].name()} ({cid}) among its "
                             f"WordNet hypernyms, deeper than its parent {node.parent!r}; place it below {cid!r} or {how}")
         for cid in sorted(set(node.not_below) - closer):
@@ -316,8 +379,9 @@ def build_artifact(spec_dir: Path = SPEC_DIR, wordnet: Any = None, expect: dict[
     nodes = _coco_nodes(spec_dir, merge.root)
     _apply_merge(nodes, merge, problems)
     _map_labels(nodes, merge, specs, problems)
-    if problems:  # the WordNet check walks ancestor paths, which need a well-formed tree
+    if problems:  # the WordNet and overlap checks walk ancestor paths, which need a well-formed tree
         raise BuildError(problems)
+    overlaps = _check_overlaps(nodes, merge, problems)
     resolved = _check_wordnet(nodes, wordnet, problems)
     if problems:
         raise BuildError(problems)
@@ -351,7 +415,7 @@ def build_artifact(spec_dir: Path = SPEC_DIR, wordnet: Any = None, expect: dict[
         for name in DATASETS
     }
     artifact = {"format": FORMAT, "name": "dsspn359", "wordnet": "3.0", "root": merge.root,
-                "datasets": datasets, "concepts": concepts}
+                "datasets": datasets, "concepts": concepts, "overlaps": overlaps}
     problems = validate_artifact(artifact, wordnet=wordnet, **(expect or {}))
     if problems:
         raise BuildError(problems)

@@ -8,11 +8,12 @@ translation between the two datasets cannot carry the pixels from one label to t
 
 Many unrelated pairs are MSeg being coarser than one of our datasets: MSeg's car includes caravan, but Cityscapes
 and Mapillary label caravan apart. Such a pair is *kept apart by* that dataset: the other label's concept
-translates (``equal`` or ``coarser``) to a different label of it. The remaining unrelated pairs are explained in
-``specs/mseg.yaml`` or listed as unexplained.
+translates (``equal`` or ``coarser``) to a different label of it. A pair the merge spec lists as an ``overlap``
+(definitions that share pixels without one containing the other) says so with its reason. The remaining unrelated
+pairs are explained in ``specs/mseg.yaml`` or listed as unexplained.
 
 COCO panoptic's ``*-merged`` classes merge several COCO-Stuff classes and name none of them; they are left out, as
-are labels the tree keeps void (Cityscapes' polegroup).
+are labels the tree keeps void.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from hierseg.core.csvtext import csv_rows
 from hierseg.core.errors import HiersegError
 from hierseg.core.io import read_text
 from hierseg.core.yamltext import read_yaml
+from hierseg.taxonomy.overlaps import overlap_reason
 from hierseg.taxonomy.specs import SPEC_DIR, load_spec
-from hierseg.taxonomy.translate import Translation, translation
+from hierseg.taxonomy.translate import Translation, owners, translation
 from hierseg.taxonomy.tree import Taxonomy
 
 # MSeg column -> our dataset. COCO panoptic 133 names its classes as COCO-Stuff does, merges aside.
@@ -103,6 +105,7 @@ class Comparison:
             "cross_dataset_pairs": len(self.pairs),
             "unrelated_pairs": len(unrelated),
             "unrelated_kept_apart_by_a_dataset": sum(p.why.startswith("kept apart by") for p in unrelated),
+            "unrelated_overlaps": sum(p.why.startswith("overlap:") for p in unrelated),
             "unrelated_explained_in_notes": sum(p.why.startswith("notes:") for p in unrelated),
             "unrelated_unexplained": sum(not p.why for p in unrelated),
             "skipped_labels": len(self.skipped),
@@ -206,11 +209,14 @@ def _on_one_path(taxonomy: Taxonomy, a: str, b: str) -> bool:
     return a == b or a in taxonomy.ancestors(b) or b in taxonomy.ancestors(a)
 
 
-def _kept_apart(table: Translation, source: MsegLabel, target: MsegLabel) -> str:
+def _kept_apart(taxonomy: Taxonomy, table: Translation, source: MsegLabel, target: MsegLabel) -> str:
     """Why ``target``'s dataset itself separates the two labels, or ''."""
     entry = table.entry(source.label_id)
-    if entry.relation in ("equal", "coarser") and entry.target_id != target.label_id:
-        return (f"kept apart by {target.dataset}: it labels {source.name!r} as {entry.target_name!r}, "
+    label = entry.target_id if entry.relation in ("equal", "coarser") else None
+    if entry.relation == "overlap":  # the label's own concept still lies under one label of the target's
+        label = owners(taxonomy, table.target).get(entry.source_concept)
+    if label is not None and label != target.label_id:
+        return (f"kept apart by {target.dataset}: it labels {source.name!r} as {table.target.name_of(label)!r}, "
                 f"not {target.name!r}")
     return ""
 
@@ -256,7 +262,10 @@ def compare(taxonomy: Taxonomy, classes: Iterable[MsegClass], notes: dict[str, s
                     relation, why = "nested", ""
                 else:
                     relation = "unrelated"
-                    why = (_kept_apart(table(a.dataset, b.dataset), a, b) or _kept_apart(table(b.dataset, a.dataset), b, a)
+                    overlap = overlap_reason(taxonomy, (a.dataset, a.label_id), (b.dataset, b.label_id))
+                    why = (_kept_apart(taxonomy, table(a.dataset, b.dataset), a, b)
+                           or _kept_apart(taxonomy, table(b.dataset, a.dataset), b, a)
+                           or (f"overlap: {overlap}" if overlap is not None else "")
                            or (f"notes: {notes[item.name]}" if item.name in notes else ""))
                 pairs.append(Pair(item.name, a, b, ca, cb, relation, a_to_b, b_to_a, why))
         result.pairs.extend(pairs)

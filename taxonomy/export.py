@@ -45,9 +45,11 @@ def label_rows(graph: NeuronGraph, dataset: str) -> list[dict[str, Any]]:
 
 
 def translation_rows(table: Translation) -> list[dict[str, Any]]:
+    """One row per source value; ``overlaps`` names the target labels an ``overlap`` row shares pixels with."""
     return [{"source_id": e.source_id, "source_name": e.source_name, "source_concept": e.source_concept or "",
              "target_id": e.target_id, "target_name": e.target_name, "target_concept": e.target_concept or "",
-             "relation": e.relation} for e in table.entries]
+             "relation": e.relation,
+             "overlaps": "; ".join(f"{i} {table.target.name_of(i)}" for i in e.overlaps)} for e in table.entries]
 
 
 def export_labels(graph: NeuronGraph, dataset: str, to: str | None, fmt: LabelFormat) -> bytes:

@@ -16,7 +16,10 @@ _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _MARKS = ("not_below", "shares_synset")
 _ADDED_KEYS = {"id", "parent", "synset", "source", "adopts", "reason", "exception", "name", "exempt", *_MARKS}
 _MOVED_KEYS = {"id", "parent", "reason", "exception", *_MARKS}
-_REMOVED_KEYS = {"id", "reason"}
+_KEPT_KEYS = {"id", "reason", "exception", *_MARKS}
+_REMOVED_KEYS = {"id", "reason", "lift"}
+_OVERLAP_KEYS = {"label", "with", "reason"}
+_LABEL_REF = re.compile(r"^([a-z][a-z0-9_]*):(\d+)$")
 
 
 def concept_id(name: str) -> str:
@@ -54,10 +57,34 @@ class MovedConcept:
 
 
 @dataclass(frozen=True)
-class RemovedConcept:
-    """An existing (COCO-Stuff) concept the merge drops; it must be left without children."""
+class KeptConcept:
+    """A COCO-Stuff concept left where COCO-Stuff's hierarchy puts it, with the marks its WordNet check needs."""
 
     id: str
+    reason: str
+    line: int
+    exception: bool = False
+    not_below: dict[str, str] = field(default_factory=dict)
+    shares_synset: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RemovedConcept:
+    """An existing (COCO-Stuff) concept the merge drops: left without children, or with ``lift`` its children move up
+    to its parent, in its place."""
+
+    id: str
+    reason: str
+    line: int
+    lift: bool = False
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Two labels of two datasets whose definitions overlap without one containing the other."""
+
+    label: tuple[str, int]
+    other: tuple[str, int]
     reason: str
     line: int
 
@@ -77,6 +104,8 @@ class MergeSpec:
     added: list[AddedConcept] = field(default_factory=list)
     moved: list[MovedConcept] = field(default_factory=list)
     removed: list[RemovedConcept] = field(default_factory=list)
+    kept: list[KeptConcept] = field(default_factory=list)
+    overlaps: list[Overlap] = field(default_factory=list)
     labels: list[LabelMapping] = field(default_factory=list)
     void: dict[str, dict[int, tuple[str, int]]] = field(default_factory=dict)
 
@@ -96,6 +125,13 @@ def _marks(entry: dict, where: str) -> dict[str, dict[str, str]]:
     return marks
 
 
+def _label_ref(value: object, where: str) -> tuple[str, int]:
+    match = _LABEL_REF.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise HiersegError(f"{where}: {value!r} is not a label reference 'dataset:id' (e.g. cityscapes:22)")
+    return match.group(1), int(match.group(2))
+
+
 def _entries(path: Path, node: yaml.Node, section: str, keys: set[str]) -> list[tuple[dict, int, str]]:
     if not isinstance(node, yaml.SequenceNode):
         raise HiersegError(f"{path}:{node.start_mark.line + 1}: {section!r} must be a list")
@@ -112,6 +148,30 @@ def _entries(path: Path, node: yaml.Node, section: str, keys: set[str]) -> list[
         if not isinstance(entry.get("id"), str) or not entry["id"]:
             raise HiersegError(f"{where}: field 'id' is required and must be a string")
         out.append((entry, line, where))
+    return out
+
+
+def _overlaps(path: Path, node: yaml.Node) -> list[Overlap]:
+    """``overlaps``: ``{label: dataset:id, with: [dataset:id, ...], reason}``, one pair per ``with`` entry."""
+    if not isinstance(node, yaml.SequenceNode):
+        raise HiersegError(f"{path}:{node.start_mark.line + 1}: 'overlaps' must be a list")
+    out = []
+    for item in node.value:
+        line = item.start_mark.line + 1
+        where = f"{path.name}:{line}"
+        entry = yaml.safe_load(yaml.serialize(item))
+        if not isinstance(entry, dict):
+            raise HiersegError(f"{where}: each entry of 'overlaps' must be a mapping")
+        unknown = set(entry) - _OVERLAP_KEYS
+        if unknown:
+            raise HiersegError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        if not isinstance(entry.get("reason"), str) or not entry["reason"].strip():
+            raise HiersegError(f"{where}: an overlap needs a one-line 'reason'")
+        others = entry.get("with")
+        if not isinstance(others, list) or not others:
+            raise HiersegError(f"{where}: 'with' must list the labels it overlaps ('dataset:id')")
+        label = _label_ref(entry.get("label"), where)
+        out.extend(Overlap(label, _label_ref(other, where), entry["reason"], line) for other in others)
     return out
 
 
@@ -169,7 +229,17 @@ def load_merge_spec(path: str | Path) -> MergeSpec:
         for entry, line, where in _entries(path, sections["removed"], "removed", _REMOVED_KEYS):
             if not isinstance(entry.get("reason"), str) or not entry["reason"].strip():
                 raise HiersegError(f"{where}: a removed concept needs a one-line 'reason'")
-            spec.removed.append(RemovedConcept(entry["id"], entry["reason"], line))
+            if not isinstance(entry.get("lift", False), bool):
+                raise HiersegError(f"{where}: lift must be true or false")
+            spec.removed.append(RemovedConcept(entry["id"], entry["reason"], line, entry.get("lift", False)))
+    if "kept" in sections:
+        for entry, line, where in _entries(path, sections["kept"], "kept", _KEPT_KEYS):
+            if not isinstance(entry.get("reason"), str) or not entry["reason"].strip():
+                raise HiersegError(f"{where}: a kept concept needs a one-line 'reason'")
+            spec.kept.append(KeptConcept(entry["id"], entry["reason"], line, bool(entry.get("exception", False)),
+                                         **_marks(entry, where)))
+    if "overlaps" in sections:
+        spec.overlaps = _overlaps(path, sections["overlaps"])
 
     for dataset_node, table in _mapping(sections["labels"], f"{path}: labels"):
         for key, value in _mapping(table, f"{path}:{table.start_mark.line + 1}"):

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.neurons import NeuronGraph, self_concepts
+from hierseg.taxonomy.overlaps import overlap_pairs
+from hierseg.taxonomy.specs import dataset_spec
 from hierseg.taxonomy.tree import Taxonomy
 
 
@@ -20,12 +23,12 @@ WEAK_ANCHORS = ("object.n.01", "entity.n.01")
 def placement_stats(taxonomy: Taxonomy) -> dict[str, Any]:
     """How the builder checked each placement (the artifact's ``placement`` field).
 
-    ``coco``: COCO-Stuff's own hierarchy; ``checked``: against the nearest ancestor's synset; of those, ``weak``
+    ``root``: the root, nothing to check; ``checked``: against the nearest ancestor's synset; of those, ``weak``
     are checked only against ``object.n.01`` or ``entity.n.01`` (any physical thing passes); ``exception``: marked
     in the spec with a reason; ``no_synset``: the concept has no WordNet sense; ``unchecked``: adopted by a
-    super-class without a synset.
+    super-class without a synset. Trees built before every concept was checked say ``coco`` for COCO-Stuff's own.
     """
-    counts = Counter({"coco": 0, "checked": 0, "weak": 0, "exception": 0, "no_synset": 0, "unchecked": 0})
+    counts = Counter({"root": 0, "checked": 0, "weak": 0, "exception": 0, "no_synset": 0, "unchecked": 0})
     weak = []
     for entry in taxonomy.artifact["concepts"]:
         placement = entry.get("placement", "coco")
@@ -48,12 +51,16 @@ def tree_stats(taxonomy: Taxonomy) -> dict[str, Any]:
     for dataset in taxonomy.datasets:
         mapped = taxonomy.dataset_concepts(dataset)
         on_paths = {a for cid in mapped.values() for a in taxonomy.ancestors(cid)}
+        scored = [cid for label, cid in mapped.items() if _evaluated(taxonomy, dataset, label)] or list(mapped.values())
         datasets[dataset] = {
             "labels": len(mapped),
             "concepts": len(set(mapped.values())),
             "inner_labels": sum(1 for cid in mapped.values() if not taxonomy.is_leaf(cid)),
             "concepts_on_paths": len(on_paths | set(mapped.values())),
             "neurons_on_paths": len(on_paths & neuron_ids),
+            # decisions a pixel of an evaluated label needs from the root: its depth, and the neurons on its path
+            "mean_depth": round(sum(taxonomy[c].depth for c in scored) / len(scored), 3),
+            "mean_decisions": round(sum(len(set(taxonomy.ancestors(c)) & neuron_ids) for c in scored) / len(scored), 3),
         }
     return {
         "concepts": len(taxonomy),
@@ -67,9 +74,17 @@ def tree_stats(taxonomy: Taxonomy) -> dict[str, Any]:
         "with_synset": sum(1 for c in taxonomy if c.synset),
         "by_source": dict(sorted(Counter(c.source for c in taxonomy).items())),
         "placements": placement_stats(taxonomy),
+        "overlaps": len(overlap_pairs(taxonomy.artifact)),  # label pairs whose definitions overlap (translations: overlap)
         "datasets": datasets,
         **_extension(taxonomy),
     }
+
+
+def _evaluated(taxonomy: Taxonomy, dataset: str, label: int) -> bool:
+    try:
+        return dataset_spec(dataset, taxonomy.artifact).label(label).evaluated
+    except HiersegError:  # a dataset only the artifact knows: every mapped label counts
+        return True
 
 
 def _extension(taxonomy: Taxonomy) -> dict[str, Any]:

@@ -7,6 +7,10 @@ exact: Mapillary's lane marking is Cityscapes' road). When the extent spans seve
 values and concepts the target does not label, the source value is ``finer-ambiguous`` (Cityscapes' road may be
 any of Mapillary's nine road concepts) and maps to the target's ignore value, as do ``none`` values (void,
 ignore, or concepts the target does not cover at all).
+
+A source label whose definition the merge spec lists as overlapping target labels (``overlaps``: Cityscapes'
+terrain "may also include a possibly adjacent curb", which Mapillary labels apart) is ``overlap``: its pixels are
+only partly comparable, so it maps to the target's ignore value too, and the entry names the overlapping labels.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import numpy as np
 from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.labelspace import LabelSpace, label_space
 from hierseg.taxonomy.neurons import check_values
+from hierseg.taxonomy.overlaps import overlapping
 from hierseg.taxonomy.tree import Taxonomy
 
-RELATIONS = ("equal", "coarser", "finer-ambiguous", "none")
+RELATIONS = ("equal", "coarser", "finer-ambiguous", "overlap", "none")
 Unknown = Literal["error", "ignore"]
 
 
@@ -36,6 +41,7 @@ class Entry:
     target_name: str
     target_concept: str | None
     relation: str
+    overlaps: tuple[int, ...] = ()  # for ``overlap``: the target labels whose definitions overlap this one
 
 
 class Translation:
@@ -140,6 +146,7 @@ def translation(taxonomy: Taxonomy, source: str | LabelSpace, target: str | Labe
     src = source if isinstance(source, LabelSpace) else label_space(taxonomy, source)
     dst = target if isinstance(target, LabelSpace) else label_space(taxonomy, target)
     src_owner, dst_owner = owners(taxonomy, src), owners(taxonomy, dst)
+    overlaps = overlapping(taxonomy, src.name, dst.name)
     entries = [Entry(src.ignore, src.ignore_name, None, dst.ignore, dst.ignore_name, None, "none")]
     for value, concept in src.concepts.items():
         target_id, relation = dst.ignore, "none"
@@ -155,8 +162,10 @@ def translation(taxonomy: Taxonomy, source: str | LabelSpace, target: str | Labe
             elif (only := targets.pop()) is not None:
                 target_id = only
                 relation = "equal" if dst.concepts[only] == concept else "coarser"
+        if concept is not None and overlaps.get(value):
+            target_id, relation = dst.ignore, "overlap"
         target_concept = dst.concepts.get(target_id) if relation in ("equal", "coarser") else None
         entries.append(Entry(value, src.names[value], concept, target_id, dst.name_of(target_id), target_concept,
-                             relation))
+                             relation, overlaps.get(value, ()) if relation == "overlap" else ()))
     entries.sort(key=lambda e: e.source_id)
     return Translation(src, dst, tuple(entries))

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from hierseg.taxonomy.overlaps import check_overlaps
 from hierseg.taxonomy.specs import DATASETS, MAX_ID, dataset_spec
-from hierseg.taxonomy.tree import FORMAT
+from hierseg.taxonomy.tree import FORMAT, Taxonomy
 
 SHIPPED_CONCEPTS = 359
 SHIPPED_MAX_DEPTH = 5
@@ -64,6 +65,8 @@ def validate_artifact(
 
     problems.extend(_records(artifact, entries))
     problems.extend(_coverage(artifact, entries))
+    if not problems:  # overlaps are checked on a well-formed tree: they walk ancestor paths
+        problems.extend(check_overlaps(artifact, Taxonomy(artifact)))
     if wordnet is not None:
         problems.extend(_synsets(entries, wordnet))
     return problems

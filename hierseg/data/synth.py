@@ -50,9 +50,12 @@ _ROLES = {
     "sky_stuff": "sky", "building_stuff": "backdrop", "plant_stuff": "backdrop", "solid_stuff": "backdrop",
     "wall_stuff": "wall", "structural_stuff": "barrier", "ground_stuff": "ground", "water_stuff": "ground",
     "terrain": "ground", "light": "indoor_thing", "container": "indoor_thing",
-    "road": "road", "pavement": "pavement", "recording_vehicle": "ego", "outdoor_super_things": "outdoor_thing",
+    "road": "road", "walkway": "pavement", "recording_vehicle": "ego",
     "ceiling_stuff": "ceiling", "floor_stuff": "floor", "window_stuff": "window", "carpeting": "rug",
-    "indoor_super_things": "indoor_thing", "indoor_super_stuff": "indoor_thing",
+    # COCO-Stuff's indoor super-categories (things fall back to outdoor_thing, stuff to backdrop)
+    "kitchen_things": "indoor_thing", "food_things": "indoor_thing", "furniture_things": "indoor_thing",
+    "electronic_things": "indoor_thing", "appliance_things": "indoor_thing", "indoor_things": "indoor_thing",
+    "rawmaterial_stuff": "indoor_thing", "furniture_stuff": "indoor_thing", "textile_stuff": "indoor_thing",
     "lane_marking": "marking", "crosswalk_zebra": "zebra", "crosswalk_plain": "crossing",
     "manhole": "spot", "catch_basin": "spot", "pothole": "spot",
 }

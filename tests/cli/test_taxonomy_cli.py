@@ -5,6 +5,8 @@ import io
 import json
 import shutil
 
+import pytest
+
 from hierseg.taxonomy.specs import SPEC_DIR
 from hierseg.taxonomy.tree import DEFAULT_ARTIFACT
 from tests.conftest import run_cli
@@ -46,7 +48,7 @@ def test_build_from_a_broken_spec_names_each_line_and_writes_nothing(tmp_path):
     shutil.copytree(SPEC_DIR, specs)
     merge = specs / "merge.yaml"
     text = merge.read_text()
-    text = text.replace("{id: tower, parent: building_other,", "{id: tower, parent: nowhere,")
+    text = text.replace("{id: tower, parent: building_stuff,", "{id: tower, parent: nowhere,")
     text = text.replace("synset: hovel.n.01,", "synset: hovel.n.77,")
     merge.write_text(text)
     out = tmp_path / "tree.json"
@@ -58,27 +60,62 @@ def test_build_from_a_broken_spec_names_each_line_and_writes_nothing(tmp_path):
     assert not out.exists() and not (tmp_path / "label_maps").exists()
 
 
+def _line(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), start=1) if needle in line)
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    # Cityscapes' traffic sign (20) lies below ADE20K's signboard (44): one contains the other
+    ("  - {label: coco_stuff:46, with: [ade20k:148],", "  - {label: cityscapes:20, with: [ade20k:44],",
+     "overlap between cityscapes:20 and ade20k:44, but 'signboard' is an ancestor of 'traffic_sign_front'"),
+    # two labels of one dataset (COCO's cup and bowl)
+    ("  - {label: coco_stuff:46, with: [ade20k:148],", "  - {label: coco_stuff:46, with: [coco_stuff:50],",
+     "overlap between coco_stuff:46 and coco_stuff:50, two labels of one dataset"),
+    # the same concept: Cityscapes' and Mapillary's terrain are one
+    ("  - {label: coco_stuff:46, with: [ade20k:148],", "  - {label: cityscapes:22, with: [mapillary:29],",
+     "overlap between cityscapes:22 and mapillary:29, but the same concept"),
+    # a void label has no concept to overlap
+    ("  - {label: coco_stuff:46, with: [ade20k:148],", "  - {label: coco_stuff:44, with: [ade20k:148],",
+     "overlap names coco_stuff:44, which is no mapped label of the tree"),
+    # not a label reference
+    ("  - {label: coco_stuff:46, with: [ade20k:148],", "  - {label: coco_stuff46, with: [ade20k:148],",
+     "'coco_stuff46' is not a label reference 'dataset:id'"),
+])
+def test_bad_overlap_is_one_error_line_naming_the_spec_line(tmp_path, old, new, message):
+    specs = tmp_path / "specs"
+    shutil.copytree(SPEC_DIR, specs)
+    merge = specs / "merge.yaml"
+    text = merge.read_text()
+    line = _line(text, old)
+    merge.write_text(text.replace(old, new, 1))
+    out = tmp_path / "tree.json"
+    result = run_cli("taxonomy", "build", "--specs", str(specs), "--out", str(out))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: merge.yaml:{line}: {message}"), lines
+    assert not out.exists() and not (tmp_path / "label_maps").exists()
+
+
 def test_diff_lists_moves_additions_removals_and_labels(tmp_path):
     old = json.loads(DEFAULT_ARTIFACT.read_text())
     concepts = {c["id"]: c for c in old["concepts"]}
     concepts["lake"]["parent"] = "water_stuff"  # the old placement: beside water-other
-    concepts["lake"]["depth"] = 4
+    concepts["lake"]["depth"] = 3
     concepts["grass"]["labels"].pop("ade20k")
-    concepts["plant_stuff"]["labels"]["ade20k"].append(10)  # ADE20K's grass on vegetation
+    concepts["vegetation"]["labels"]["ade20k"] = [10]  # ADE20K's grass on vegetation
     old["concepts"] = [c for c in old["concepts"] if c["id"] != "pedestrian"]
     concepts["person"]["labels"]["cityscapes"] = [24]
-    old["concepts"].append({"id": "unicorn", "name": "unicorn", "parent": "animal_things", "depth": 4, "labels": {}})
+    old["concepts"].append({"id": "unicorn", "name": "unicorn", "parent": "animal_things", "depth": 3, "labels": {}})
     path = tmp_path / "old.json"
     path.write_text(json.dumps(old))
     result = run_cli("taxonomy", "diff", str(path), "--format", "csv")
     assert result.returncode == 0, result.stderr
     rows = {(r["kind"], r["item"]): (r["before"], r["after"]) for r in csv.DictReader(io.StringIO(result.stdout))}
-    assert rows[("moved", "lake")] == ("entity/stuff/outdoor_super_stuff/water_stuff/lake",
-                                       "entity/stuff/outdoor_super_stuff/water_stuff/water_other/lake")
+    assert rows[("moved", "lake")] == ("entity/stuff/water_stuff/lake", "entity/stuff/water_stuff/water_other/lake")
     assert rows[("added", "pedestrian")][1].endswith("/person/pedestrian")
-    assert rows[("removed", "unicorn")] == ("entity/things/outdoor_super_things/animal_things/unicorn", "")
-    assert rows[("label", "ade20k:10")] == ("entity/stuff/outdoor_super_stuff/plant_stuff",
-                                           "entity/stuff/outdoor_super_stuff/terrain/ground_vegetation/grass")
+    assert rows[("removed", "unicorn")] == ("entity/things/animal_things/unicorn", "")
+    assert rows[("label", "ade20k:10")] == ("entity/stuff/plant_stuff/vegetation",
+                                           "entity/stuff/terrain/ground_vegetation/grass")
     assert rows[("label", "cityscapes:24")][1].endswith("/person/pedestrian")
     assert rows[("label", "mapillary:19")] == ("", rows[("label", "cityscapes:24")][1])  # it lost its concept
     assert len(rows) == 6

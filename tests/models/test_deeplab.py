@@ -71,7 +71,8 @@ def test_label_spaces_default_single_and_universal(image):
     out = city(image, label, "cityscapes")
     assert set(out) == {"loss", "loss_main"} and torch.isfinite(out["loss"])
     city.eval()
-    assert city.outputs.num_outputs == 33 - 6  # Cityscapes' ids 1..33 less its six void ones (ego vehicle, ...)
+    # Cityscapes' ids 1..33 less its five void ones (rectification border, out of roi, static, dynamic, ground)
+    assert city.outputs.num_outputs == 33 - 5
     assert set(city.predict(image, "cityscapes").unique().tolist()) <= set(city.outputs.ids.tolist())
 
     universal = create_model("deeplab_resnet18", datasets=("cityscapes", "mapillary"))

@@ -335,7 +335,8 @@ def test_real_tree_head_and_universal_step() -> None:
 
 REAL_TARGETS = [("ade20k", name) for name in ("palm", "van", "pillow", "screen door", "cradle", "tree", "truck",
                                                "cushion", "door", "bed")] + \
-               [("cityscapes", name) for name in ("building", "bridge", "tunnel")]
+               [("cityscapes", name) for name in ("bridge", "tunnel", "pole", "polegroup")] + \
+               [("mapillary", name) for name in ("construction--structure--building", "object--phone-booth")]
 
 
 @pytest.fixture(scope="module")
@@ -348,8 +349,9 @@ def real_model() -> DSSPN:
 @pytest.mark.parametrize(("dataset", "name"), REAL_TARGETS)
 def test_hand_wired_head_outputs_single_child_and_nested_labels(real_model: DSSPN, dataset: str, name: str,
                                                                  rule: str) -> None:
-    """The labels the paper's neurons could never output (ADE20K's only children, Cityscapes' building with bridge
-    and tunnel below it): wire each neuron on the label's route to choose it, and the label comes out."""
+    """The labels the paper's neurons could never output (ADE20K's only children, Cityscapes' pole with its polegroup
+    below it, Mapillary's building above its phone booth): wire each neuron on the label's route to choose it, and
+    the label comes out."""
     g = real_model.graph
     value = next(label.id for label in load_spec(dataset).labels if label.name.split(";")[0] == name)
     concept = g.taxonomy.concept_of(dataset, value)

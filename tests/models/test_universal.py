@@ -202,7 +202,7 @@ def test_real_tree_every_label_of_the_four_datasets_is_expressible(real):
         assert all(sets.values()), dataset
         claimed = [o for outs in sets.values() for o in outs]
         assert len(claimed) == len(set(claimed)), dataset  # the sets of one dataset never overlap
-    # nested labels of one dataset (Mapillary's building and its bridge, ...): the outer label's set holds its
+    # nested labels of one dataset (Mapillary's building and its phone booth, ...): the outer label's set holds its
     # "other" output and nothing under the inner label
     nested = 0
     for dataset in datasets:

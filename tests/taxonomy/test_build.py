@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -45,15 +46,20 @@ def test_coarse_and_fine_labels_sit_on_one_path(artifact):
     dog = tax.concept_of("coco_stuff", 17)
     assert animal == "animal_things" and animal in tax.ancestors(dog)
     road = tax.concept_of("cityscapes", 7)
-    for mapillary_id in (13, 23, 24, 8):  # road, zebra crossing, lane marking, plain crosswalk
+    for mapillary_id in (13, 24):  # road, lane marking: parts of Cityscapes' road, "including road markings"
         assert tax.ancestors(tax.concept_of("mapillary", mapillary_id))[0] == road
+    for mapillary_id in (23, 8):  # zebra and plain crosswalk: a crosswalk, in the road
+        assert tax.ancestors(tax.concept_of("mapillary", mapillary_id))[:2] == ("crosswalk", road)
     # Cityscapes' not-evaluated labels share their Mapillary equivalents' concepts.
     for cityscapes_id, mapillary_id in ((9, 10), (10, 12), (14, 4), (15, 16), (16, 18), (29, 56), (30, 60)):
         assert tax.concept_of("cityscapes", cityscapes_id) == tax.concept_of("mapillary", mapillary_id)
-    # COCO-Stuff's unannotated things are void (no pixel carries them), but for plate, which ADE20K labels.
+    # COCO-Stuff's eleven unannotated things are void (no pixel carries them), plate too; ADE20K's plate keeps the
+    # concept. Cityscapes' polegroup ("multiple poles") is a pole.
     unannotated = [label.id for label in load_spec("coco_stuff").labels if not label.evaluated]
-    assert [i for i in unannotated if tax.concept_of("coco_stuff", i)] == [44]
-    assert {str(i) for i in unannotated} - {"44"} == set(artifact["datasets"]["coco_stuff"]["void"])
+    assert len(unannotated) == 11 and not [i for i in unannotated if tax.concept_of("coco_stuff", i)]
+    assert {str(i) for i in unannotated} == set(artifact["datasets"]["coco_stuff"]["void"])
+    assert tax.concept_of("ade20k", 143) == "plate"
+    assert tax.ancestors(tax.concept_of("cityscapes", 18))[0] == tax.concept_of("cityscapes", 17) == "pole"
 
 
 def test_placements_are_checked_against_wordnet(artifact, wordnet):
@@ -91,9 +97,9 @@ def _line_of(path: Path, needle: str) -> int:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("{id: tower, parent: building_other,", "{id: tower, parent: no_such_parent,", "unknown parent 'no_such_parent'"),
+        ("{id: tower, parent: building_stuff,", "{id: tower, parent: no_such_parent,", "unknown parent 'no_such_parent'"),
         ("synset: tower.n.01,", "synset: tower.n.99,", "'tower.n.99' of concept 'tower' is not in WordNet 3.0"),
-        ("{id: tower, parent: building_other,", "{id: tower, parent: animal_things,", "does not have animal.n.01"),
+        ("{id: tower, parent: building_stuff,", "{id: tower, parent: animal_things,", "does not have animal.n.01"),
         ("    85: tower              # tower\n", "", "ade20k label 85 'tower' is neither mapped nor void"),
     ],
 )
@@ -111,8 +117,8 @@ def test_spec_errors_name_the_line(spec_copy, wordnet, old, new, message):
 
 def test_unneeded_exception_is_rejected(spec_copy, wordnet):
     merge = spec_copy / "merge.yaml"
-    _edit(merge, "{id: tower, parent: building_other, synset: tower.n.01, source: ade20k,",
-          "{id: tower, parent: building_other, synset: tower.n.01, source: ade20k, exception: true,")
+    _edit(merge, "{id: tower, parent: building_stuff, synset: tower.n.01, source: ade20k,",
+          "{id: tower, parent: building_stuff, synset: tower.n.01, source: ade20k, exception: true,")
     with pytest.raises(BuildError) as info:
         build_artifact(spec_copy, wordnet=wordnet)
     assert any("remove it from `exception: true`" in p for p in info.value.problems)
@@ -136,10 +142,23 @@ def test_unneeded_exception_is_rejected(spec_copy, wordnet):
          "'pier' marks 'stage' under `shares_synset`, but they do not share a synset"),
         # a removed COCO concept must be childless, and its label must go somewhere
         ("  - {id: stop_sign, parent: traffic_sign_front,", "  - {id: stop_sign, parent: street_sign,",
-         "cannot remove 'street_sign', it still has children (stop_sign)"),
+         "cannot remove 'street_sign', it still has children (stop_sign); move them, or lift them"),
         ("    11: \"street sign: removed from COCO (no annotations in stuffthingmaps)\"\n", "",
          "coco_stuff label 11 'street sign' has no concept of its name; map it under labels or list it under void"),
-        ("  - {id: hat, reason:", "  - {id: tower, reason:", "only a COCO-Stuff concept can be removed, not 'tower'"),
+        ("  - {id: hat, reason:", "  - {id: tower, reason:",
+         "only a COCO-Stuff concept the merge does not place can be removed, not 'tower'"),
+        # a concept placed under a lifted (removed) level
+        ("{id: terrain, parent: stuff,", "{id: terrain, parent: outdoor_super_stuff,",
+         "'terrain' is placed under 'outdoor_super_stuff', which line"),
+        # marks of COCO-Stuff's own concepts: only for concepts the merge does not place, and only when needed
+        ("  - {id: skis, exception: true,", "  - {id: bottle, exception: true,",
+         "only a COCO-Stuff concept the merge does not place can be kept, not 'bottle'"),
+        ("  - {id: skis, exception: true,", "  - {id: bicycle, exception: true,",
+         "only a COCO-Stuff concept the merge does not place can be kept, not 'bicycle'"),
+        ("  - {id: skis, exception: true,", "  - {id: skis, exception: true, not_below: {board: x},",
+         "'skis' marks 'board' under `not_below`, but 'board' is no WordNet hypernym"),
+        ("  - {id: skis, exception: true,", "  - {id: book, exception: true,",
+         "'book' is marked as an exception, but object.n.01 (things) is already among its hypernyms"),
         ("  - {id: mud, parent: dirt,", "  - {id: mud, parent: nowhere,", "concept 'mud' has unknown parent 'nowhere'"),
     ],
 )
@@ -164,13 +183,49 @@ def test_marks_make_the_same_placements_pass(spec_copy, wordnet):
     assert by_id["guard_rail"]["parent"] == "structural_stuff" and by_id["pier"]["synset"] == "stage.n.03"
 
 
+@pytest.mark.parametrize("how", ["no entry", "no exception"])
+def test_coco_stuff_concepts_are_checked_too(spec_copy, wordnet, how):
+    # without its mark, COCO-Stuff's own food group fails the check like any placement the merge makes
+    merge = spec_copy / "merge.yaml"
+    line = _line_of(merge, "  - {id: food_things, exception: true,")
+    text = merge.read_text(encoding="utf-8")
+    if how == "no entry":
+        text, where = re.sub(r"  - \{id: food_things, exception: true,.*?\}\n", "", text, count=1, flags=re.S), \
+            "coco_stuff_hierarchy.csv (food-things)"
+    else:
+        text, where = text.replace("  - {id: food_things, exception: true,", "  - {id: food_things,"), f"merge.yaml:{line}"
+    merge.write_text(text, encoding="utf-8")
+    with pytest.raises(BuildError) as info:
+        build_artifact(spec_copy, wordnet=wordnet)
+    message = f"{where}: food.n.02 (food_things) does not have object.n.01 (things) among its WordNet hypernyms"
+    assert any(p.startswith(message) for p in info.value.problems), info.value.problems
+
+
+def test_lifted_levels_leave_their_children_in_place(artifact, spec_copy, wordnet):
+    tax = Taxonomy(artifact)
+    # COCO-Stuff's super-categories, in its own order, directly below things and stuff
+    assert tax.children("things")[:6] == ("kitchen_things", "food_things", "furniture_things", "electronic_things",
+                                          "appliance_things", "indoor_things")
+    assert tax.children("stuff")[:6] == ("rawmaterial_stuff", "wall_stuff", "ceiling_stuff", "floor_stuff",
+                                         "window_stuff", "furniture_stuff")
+    assert not {"indoor_super_things", "outdoor_super_stuff"} & {c.id for c in tax}
+    merge = spec_copy / "merge.yaml"
+    _edit(merge, "  - {id: indoor_super_stuff, lift: true,", "  - {id: indoor_super_stuff,")
+    with pytest.raises(BuildError) as info:
+        build_artifact(spec_copy, wordnet=wordnet)
+    assert any("cannot remove 'indoor_super_stuff', it still has children (rawmaterial_stuff" in p
+               for p in info.value.problems)
+
+
 def test_every_merge_placement_has_its_reason_and_no_synset_is_shared(artifact):
     by_id = {c["id"]: c for c in artifact["concepts"]}
     by_synset: dict[str, list[str]] = {}
     for concept in artifact["concepts"]:
         if concept["synset"]:
             by_synset.setdefault(concept["synset"], []).append(concept["id"])
-        if concept["placement"] != "coco":  # placed by the merge: its reason, or its adopting super-class's
+        if concept["source"] != "coco_stuff":  # added by the merge: its reason, or its adopting super-class's
             assert concept["reason"] or by_id[concept["parent"]]["reason"] or concept["synset"], concept["id"]
+        if concept["placement"] == "exception":  # WordNet overruled, COCO-Stuff's own concepts included
+            assert concept["reason"] or by_id[concept["parent"]]["reason"], concept["id"]
     shared = {s: ids for s, ids in by_synset.items() if len(ids) > 1}
     assert shared == {"sidewalk.n.01": ["pavement", "sidewalk"]}  # marked: Mapillary splits COCO's pavement

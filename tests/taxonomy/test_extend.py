@@ -102,7 +102,7 @@ def test_new_concepts_need_any_size_and_are_appended(tmp_path, artifact, wordnet
     out = extend_artifact(artifact, [load_addition(spec)], wordnet, any_size=True)
     assert len(out["concepts"]) == 360 and out["concepts"][-1]["id"] == "dolphin"
     dolphin = out["concepts"][-1]
-    assert dolphin["parent"] == "animal_things" and dolphin["depth"] == 4 and dolphin["source"] == "mine"
+    assert dolphin["parent"] == "animal_things" and dolphin["depth"] == 3 and dolphin["source"] == "mine"
     assert dolphin["placement"] == "wordnet:animal_things" and dolphin["labels"] == {"mine": [1]}
     assert out["extends"]["datasets"]["mine"]["concepts_added"] == ["dolphin"]
     graph = NeuronGraph(Taxonomy(out))

@@ -176,7 +176,9 @@ def test_real_masks_ade_animal_and_cityscapes_road(real):
     assert not real.mask("cityscapes").active[real.index["road"]]
     mapillary_road = real.mask("mapillary").defined[real.index["road"]]
     road = real["road"]
-    assert mapillary_road.all() and len(road.children) == 9 and road.has_self  # Cityscapes labels road itself
+    # Mapillary's road surface, lane marking, crosswalks (plain and zebra), bike and service lane, catch basin,
+    # pothole; Cityscapes labels road itself
+    assert mapillary_road.all() and len(road.children) == 7 and road.has_self
 
 
 def test_real_targets_mapillary_road_children(real):
@@ -184,9 +186,10 @@ def test_real_targets_mapillary_road_children(real):
     ids = {label.name: label.id for label in spec.labels}
     label = np.array([[ids["marking--general"], ids["marking--crosswalk-zebra"], ids["object--vehicle--car"]]],
                      dtype=np.uint8)
-    road = real["road"]
-    targets = real.targets("mapillary", label)[road.index]
-    assert targets.tolist() == [[road.children.index("lane_marking"), road.children.index("crosswalk_zebra"), I]]
+    road, crosswalk = real["road"], real["crosswalk"]
+    targets = real.targets("mapillary", label)
+    assert targets[road.index].tolist() == [[road.children.index("lane_marking"), road.children.index("crosswalk"), I]]
+    assert targets[crosswalk.index].tolist() == [[I, crosswalk.children.index("crosswalk_zebra"), I]]
     city = load_spec("cityscapes")
     road_id = next(label.id for label in city.labels if label.name == "road")
     city_targets = real.targets("cityscapes", np.array([road_id], dtype=np.uint8))

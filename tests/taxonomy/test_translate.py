@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from hierseg.taxonomy import HiersegError, Taxonomy, load_spec
-from hierseg.taxonomy.export import export_lut
+from hierseg.taxonomy.export import export_lut, translation_rows
 from hierseg.taxonomy.labelspace import TREE_IGNORE
-from hierseg.taxonomy.translate import translation
+from hierseg.taxonomy.overlaps import check_overlaps
+from hierseg.taxonomy.translate import RELATIONS, translation
 from tests.taxonomy.toy import toy_taxonomy
 
 
@@ -87,17 +88,23 @@ def test_mapillary_to_cityscapes_lane_markings_and_crosswalks_coarsen_to_road(re
     m, c = ids("mapillary"), ids("cityscapes")
     rel = relations(translation(real, "mapillary", "cityscapes"))
     for name in ("marking--general", "marking--crosswalk-zebra", "construction--flat--crosswalk-plain",
-                 "construction--flat--road", "construction--flat--bike-lane", "object--manhole"):
+                 "construction--flat--road", "construction--flat--bike-lane", "object--pothole"):
         assert rel[m[name]] == (c["road"], "coarser"), name
     assert rel[m["object--vehicle--car"]] == (c["car"], "equal")
-    assert rel[m["construction--barrier--curb"]] == (c["sidewalk"], "coarser")
+    assert rel[m["construction--flat--curb-cut"]] == (c["sidewalk"], "coarser")
+    # a curb is sidewalk ("the curbs are included"), or terrain ("may also include a possibly adjacent curb")
+    assert rel[m["construction--barrier--curb"]] == (0, "overlap")
+    assert rel[m["object--manhole"]] == (0, "overlap")  # in the road or in the sidewalk
     assert rel[m["object--bench"]] == (0, "none")  # Cityscapes has no bench: its ignore value
 
 
 def test_cityscapes_to_mapillary_road_is_finer_ambiguous(real):
     m, c = ids("mapillary"), ids("cityscapes")
     rel = relations(translation(real, "cityscapes", "mapillary"))
-    assert rel[c["road"]] == (65, "finer-ambiguous")
+    assert rel[c["pole"]] == (65, "finer-ambiguous")  # utility pole, sign frame or other pole
+    assert rel[c["rider"]] == (65, "finer-ambiguous")
+    # road splits into Mapillary's nine road concepts and shares its manholes with the sidewalk: overlap wins
+    assert rel[c["road"]] == (65, "overlap")
     assert rel[c["car"]] == (m["object--vehicle--car"], "equal")
     assert rel[c["static"]] == (65, "none")
 
@@ -113,12 +120,45 @@ def test_ade20k_animal_against_coco_stuff_animals(real):
         assert to_ade[k[name]] == (a["animal"], "coarser"), name
 
 
+def _with_overlaps(toy: Taxonomy, *pairs: tuple[str, str]) -> Taxonomy:
+    artifact = {**toy.artifact, "overlaps": [{"labels": list(p), "reason": "worked out by hand"} for p in pairs]}
+    return Taxonomy(artifact)
+
+
+def test_toy_overlap_replaces_the_tree_relation_both_ways(toy):
+    tax = _with_overlaps(toy, ("coarse:4", "fine:5"))  # coarse's sky and fine's crosswalk share some pixels
+    to_fine = translation(tax, "coarse", "fine")
+    assert relations(to_fine)[4] == (0, "overlap") and to_fine.entry(4).overlaps == (5,)
+    to_coarse = translation(tax, "fine", "coarse")
+    assert relations(to_coarse)[5] == (255, "overlap") and to_coarse.entry(5).overlaps == (4,)  # was road, coarser
+    # every other value keeps its relation; the pair means nothing to a third space
+    plain = relations(translation(toy, "fine", "coarse"))
+    assert {k: v for k, v in relations(to_coarse).items() if k != 5} == {k: v for k, v in plain.items() if k != 5}
+    assert relations(translation(tax, "fine", "nested")) == relations(translation(toy, "fine", "nested"))
+    assert relations(translation(tax, "fine", "tree")) == relations(translation(toy, "fine", "tree"))
+    rows = translation_rows(to_coarse)
+    assert [r["overlaps"] for r in rows if r["source_id"] == 5] == ["4 sky"]
+    assert all(r["overlaps"] == "" for r in rows if r["source_id"] != 5)
+    assert check_overlaps(tax.artifact, tax) == []
+
+
+def test_toy_overlap_records_that_contradict_the_tree(toy):
+    tax = _with_overlaps(toy, ("coarse:3", "fine:4"), ("fine:1", "fine:2"), ("fine:9", "coarse:0"), ("fine", "x"))
+    assert check_overlaps(tax.artifact, tax) == [
+        "overlap #0 (coarse:3, fine:4): 'road' and 'lane' lie on one path of the tree (one label contains the other)",
+        "overlap #1 (fine:1, fine:2): two labels of one dataset",
+        "overlap #2 (fine:9, coarse:0): fine:9 is no mapped label of the tree",
+        "overlap #3: labels must be two references 'dataset:id', not ['fine', 'x']",
+    ]
+
+
 def test_every_real_pair_is_consistent(real):
     spaces = [*real.datasets, "tree"]
     for source in spaces:
         for target in spaces:
             table = translation(real, source, target)
             for e in table.entries:
+                assert e.relation in RELATIONS and bool(e.overlaps) == (e.relation == "overlap")
                 if e.relation in ("equal", "coarser"):
                     assert e.target_concept is not None
                     assert (e.target_concept == e.source_concept) == (e.relation == "equal")

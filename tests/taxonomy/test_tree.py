@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 
@@ -7,6 +8,7 @@ import networkx as nx
 
 from hierseg.taxonomy import Taxonomy
 from hierseg.taxonomy.stats import neurons, tree_stats
+from hierseg.taxonomy.tree import shipped_label_map
 
 
 def test_loading_needs_neither_wordnet_nor_torch():
@@ -18,7 +20,8 @@ def test_loading_needs_neither_wordnet_nor_torch():
 def test_paths_and_graph(artifact):
     tax = Taxonomy(artifact)
     assert nx.is_arborescence(tax.graph)
-    assert tax.path("lane_marking") == ("entity", "stuff", "outdoor_super_stuff", "ground_stuff", "road", "lane_marking")
+    assert tax.path("lane_marking") == ("entity", "stuff", "ground_stuff", "road", "lane_marking")
+    assert tax.path("crosswalk_zebra") == ("entity", "stuff", "ground_stuff", "road", "crosswalk", "crosswalk_zebra")
     assert set(tax.children("rider")) == {"bicyclist", "motorcyclist", "rider_other"}
     assert all(tax[c].depth == len(tax.ancestors(c)) for c in tax.graph)
 
@@ -38,15 +41,27 @@ def test_stats_agree_with_the_tree(artifact):
     assert stats["self_outputs"] == len(selfish)
     assert stats["neurons"] == len(neurons(tax)) == sum(1 for c in tax if len(tax.children(c.id)) >= 2
                                                         or c.id in selfish)
-    # COCO-Stuff's 216 hierarchy nodes, less the 12 the merge removes, plus vessel (its boat label's concept)
-    assert stats["by_source"]["coco_stuff"] == 216 - 12 + 1
+    # COCO-Stuff's 216 hierarchy nodes, less the 17 the merge removes (the 4 of its indoor/outdoor level
+    # included), plus vessel (its boat label's concept)
+    assert stats["by_source"]["coco_stuff"] == 216 - 17 + 1
     placements = stats["placements"]
-    assert sum(placements[k] for k in ("coco", "checked", "exception", "no_synset", "unchecked")) == 359
+    # every concept but the root is checked against WordNet, COCO-Stuff's own included
+    assert placements["root"] == 1 and "coco" not in placements
+    assert sum(placements[k] for k in ("root", "checked", "exception", "no_synset", "unchecked")) == 359
     for cid in placements["weak_concepts"]:
         anchor = artifact_anchor(artifact, cid)
         assert tax[anchor].synset in ("object.n.01", "entity.n.01"), cid
-    assert placements["weak"] == len(placements["weak_concepts"]) < 27  # 27 on the tree before the revision
-    assert stats["datasets"]["cityscapes"]["labels"] == 27
+    assert placements["weak"] == len(placements["weak_concepts"])
+    assert stats["datasets"]["cityscapes"]["labels"] == 28  # polegroup is a pole now
+    # one pair per label a spec entry's `with` lists
+    pairs = {tuple(o["labels"]) for o in artifact["overlaps"]}
+    assert stats["overlaps"] == len(pairs) and {("cityscapes:22", "mapillary:2"), ("coco_stuff:46", "ade20k:148")} <= pairs
+    # mean depth of the evaluated labels, from the shipped label maps' paths
+    for dataset, info in stats["datasets"].items():
+        rows = [r for r in csv.DictReader(shipped_label_map(dataset).splitlines()) if r["evaluated"] == "1"]
+        depths = [r["concept_path"].count("/") for r in rows if r["concept"]]
+        assert info["mean_depth"] == round(sum(depths) / len(depths), 3), dataset
+        assert info["mean_decisions"] <= info["mean_depth"]
     depth_order = [tax[n].depth for n in neurons(tax)]
     assert depth_order == sorted(depth_order)
 

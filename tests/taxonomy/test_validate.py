@@ -22,7 +22,7 @@ def _corrupt(artifact, how):
         concepts["lane_marking"]["labels"].pop("mapillary")
     elif how == "two labels on one concept":
         concepts["road"]["labels"]["cityscapes"].append(8)
-        concepts["pavement"]["labels"].pop("cityscapes")
+        concepts["walkway"]["labels"].pop("cityscapes")
     elif how == "wrong depth":
         concepts["dog"]["depth"] = 2
     elif how == "two roots":
@@ -37,6 +37,10 @@ def _corrupt(artifact, how):
         concepts["dog"]["labels"]["coco_stuff"] = "18"
     elif how == "void ids not integers":
         bad["datasets"]["cityscapes"]["void"] = {"two": "?"}
+    elif how == "overlap within one dataset":
+        bad["overlaps"] = [{"labels": ["coco_stuff:46", "coco_stuff:50"], "reason": "cup and bowl"}]
+    elif how == "overlap on one path":
+        bad["overlaps"] = [{"labels": ["cityscapes:20", "ade20k:44"], "reason": "traffic sign and signboard"}]
     elif how == "a user's dataset":  # as `taxonomy build --add` writes one: defined in the table, so not unknown
         bad["datasets"]["mine"] = {"title": "Mine", "ignore": 255, "void": {}}
         concepts["dog"]["labels"]["mine"] = [1]
@@ -51,7 +55,10 @@ def _corrupt(artifact, how):
         ("unknown synset", "concept dog: synset 'dog.n.42' is not in WordNet 3.0"),
         ("unmapped label", "dataset mapillary: label 24 'marking--general' is not mapped"),
         ("two labels on one concept", "concept road: 2 cityscapes labels on one concept"),
-        ("wrong depth", "concept dog: depth 2 but it is 5 below the root"),
+        ("wrong depth", "concept dog: depth 2 but it is 4 below the root"),
+        ("overlap within one dataset", "overlap #0 (coco_stuff:46, coco_stuff:50): two labels of one dataset"),
+        ("overlap on one path", "overlap #0 (cityscapes:20, ade20k:44): 'traffic_sign_front' and 'signboard' lie on one "
+                                "path of the tree"),
         ("two roots", "expected exactly one root, found 2"),
         ("unknown format", "artifact: format 'hierseg-taxonomy/9' is not 'hierseg-taxonomy/1'"),
         ("non-integer ignore", "dataset cityscapes: ignore 'zero' is not an integer label value 0..65535"),
