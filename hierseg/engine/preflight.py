@@ -27,7 +27,7 @@ from hierseg.taxonomy.tree import Taxonomy
 
 LAST = "last.pt"
 # What a run writes besides last.pt and config.yaml: a folder holding any of them is another run's.
-RUN_OUTPUTS = ("model.pt", "metrics.jsonl", "metrics.csv", "finetune", "tensorboard")
+RUN_OUTPUTS = ("model.pt", "best.pt", "metrics.jsonl", "metrics.csv", "finetune", "tensorboard")
 # Sections whose change would make a resumed run a different run; output intervals, workers, precision may change.
 RESUME_KEYS = ("model", "data.datasets", "schedule", "optim", "finetune", "init", "run.seed")
 
@@ -79,6 +79,8 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
     for i, d in enumerate(config.data.datasets):
         datasets[d.name] = _open_dataset(d, config.run.seed, config.data.on_error,
                                          lambda field, msg, i=i: fail(f"data.datasets.{i}{field}", msg), taxonomy)
+    if config.eval.every:
+        _check_validation(config, taxonomy, fail)
 
     if config.output.tensorboard:
         from hierseg.engine.tensorboard import check_available
@@ -136,6 +138,32 @@ def _check_weights(config: TrainConfig, kwargs: dict[str, Any], fail: Fail) -> N
         kwargs["backbone_weights"] = str(config.model.backbone_weights)
     if config.init.backbone_from is not None and not config.init.backbone_from.is_file():
         raise fail("init.backbone_from", f"{config.init.backbone_from}: no such checkpoint")
+
+
+def _check_validation(config: TrainConfig, taxonomy: Taxonomy | None, fail: Fail) -> None:
+    """``eval.every``: every dataset has the split to validate on, with images; ``eval.best`` is a metric that
+    validation reports."""
+    from hierseg.data.readers import open_split
+    from hierseg.engine.evaluate import resolve_split
+    from hierseg.engine.validation import check_best
+
+    split = config.eval.split
+    for i, d in enumerate(config.data.datasets):
+        try:
+            found = resolve_split(d.name, split, taxonomy)
+            images = len(open_split(d.name, d.root, found, taxonomy=taxonomy))
+        except HiersegError as exc:
+            raise fail("eval.every", f"validation needs a {split!r} split of every dataset; data.datasets.{i} "
+                                     f"({d.name}) has none at {d.root} ({exc}); add it, set eval.split, or set "
+                                     "eval.every: 0") from None
+        if images == 0:
+            raise fail("eval.every", f"data.datasets.{i} ({d.name}): its {found!r} split at {d.root} has no images "
+                                     "to validate on")
+    if config.eval.best is not None:
+        try:
+            check_best(config.eval.best, config.data.names, split, taxonomy)
+        except HiersegError as exc:
+            raise fail("eval.best", str(exc)) from None
 
 
 def claim_run_dir(prepared: Prepared, overwrite: bool = False) -> FolderLock | None:
@@ -237,7 +265,7 @@ def _check_run_dir(config: TrainConfig, source: str, resume: bool, overwrite: bo
 
 def _clear_outputs(run_dir: Path) -> None:
     """--overwrite: the previous run's files go before this run writes, so the folder never mixes two runs."""
-    for name in (LAST, "model.pt", "metrics.jsonl", "metrics.csv"):
+    for name in (LAST, "model.pt", "best.pt", "metrics.jsonl", "metrics.csv"):
         (run_dir / name).unlink(missing_ok=True)
     for path in sorted((run_dir / "finetune").glob("*.pt")) if (run_dir / "finetune").is_dir() else ():
         path.unlink()
