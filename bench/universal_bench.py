@@ -596,7 +596,7 @@ def plot_curves(results: Results, path: Path) -> Path:
                         linestyle=styles[variants.index(var) % len(styles)], label=label(ds, var))
     gap_ax.axhline(0, color="0.3", linewidth=1)
     gap_ax.axhline(-1, color="0.5", linewidth=1, linestyle="--", label="aim: -1")
-    gap_ax.set_title("DSSPN universal - DeepLab universal (mIoU points)")
+    gap_ax.set_title("gap: DSSPN - DeepLab, universal (points)")
     gap_ax.set_xlabel("step")
     gap_ax.grid(True, color="0.92")
     gap_ax.legend(fontsize=8)
