@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -64,7 +65,8 @@ class DynamicSamplingConv(nn.Module):
                              f"sampling of a {tuple(x.shape)} input")
         # in fp32 under autocast, as torchvision's own CUDA autocast rule runs it: it has no bf16 CPU kernel
         wide = torch.promote_types(x.dtype, torch.float32)  # float64 stays float64
-        with torch.autocast(x.device.type, enabled=False):
+        # no autocast on the meta device (shape checks), so nothing to turn off there
+        with nullcontext() if x.device.type == "meta" else torch.autocast(x.device.type, enabled=False):
             bias = self.bias.to(wide) if self.bias is not None else None
             out = deform_conv2d(x.to(wide), offsets.to(wide), self.weight.to(wide), bias, padding=self.kernel // 2)
         return out.to(x.dtype)
