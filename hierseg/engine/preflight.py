@@ -233,7 +233,9 @@ def _check_run_dir(config: TrainConfig, source: str, resume: bool, overwrite: bo
     if holder is not None:
         raise HiersegError(f"{source}: output.dir: {FolderLock(run_dir, 'training run').busy_error(holder)}")
     if not resume:
-        if overwrite:
+        # Other ranks never write the folder, and rank 0 may be writing it already when a process group existed
+        # before the run (no rendezvous in between): rank 0 alone judges it.
+        if overwrite or not writer:
             return None
         if last.exists():
             raise HiersegError(f"{source}: output.dir: {run_dir} already holds a run ({last}); continue it with "
