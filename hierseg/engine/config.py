@@ -141,7 +141,7 @@ class InitConfig(Section):
 
 
 class EvalConfig(Section):
-    """Validation during training (:class:`hierseg.engine.hooks.PeriodicEval`): each stage's datasets on their
+    """Validation during training (:class:`hierseg.engine.validation.PeriodicEval`): each stage's datasets on their
     ``split`` under the training root, every ``every`` steps and after a stage's last step."""
 
     every: int = Field(0, ge=0, description="steps between validations; 0: none")
