@@ -1,7 +1,7 @@
 """Typed training configs: pydantic models read from YAML, with ``--set a.b=c`` overrides.
 
-A config has the sections ``model``, ``data``, ``schedule``, ``optim``, ``finetune``, ``init``, ``run`` and
-``output`` (see :class:`TrainConfig`). Every value is checked before anything runs; a bad one is a one-line
+A config has the sections ``model``, ``data``, ``schedule``, ``optim``, ``finetune``, ``init``, ``eval``, ``run``
+and ``output`` (see :class:`TrainConfig`). Every value is checked before anything runs; a bad one is a one-line
 :class:`HiersegError` ``FILE: field.path: reason``. Overrides are parsed with the same YAML loader and merged into
 the file's mapping before validation, so they are checked exactly like the file. Relative paths are relative to
 the working directory.
@@ -155,6 +155,25 @@ class InitConfig(Section):
     backbone_from: Path | None = Field(None, description="a hierseg checkpoint whose backbone.* weights start this run")
 
 
+class EvalConfig(Section):
+    """Validation during training (:class:`hierseg.engine.validation.PeriodicEval`): each stage's datasets on their
+    ``split`` under the training root, every ``every`` steps and after a stage's last step."""
+
+    every: int = Field(0, ge=0, description="steps between validations; 0: none")
+    split: str = Field("val", min_length=1, description="the split of each data.datasets[].root validated on")
+    limit: int | None = Field(None, ge=1, description="the first N images of each split (default: all)")
+    batch_size: int = Field(1, ge=1, le=4096)
+    best: str | None = Field(None, min_length=1, description="keep best.pt by this metric of the validation, higher "
+                             "is better (lower for severity/mean): DATASET/mIoU, mean/mIoU (over the stage's "
+                             "datasets), DATASET/pixel_acc, ...")
+
+    @model_validator(mode="after")
+    def _best_needs_every(self) -> EvalConfig:
+        if self.best is not None and self.every == 0:
+            raise FieldError("best", "best.pt is chosen by periodic validation; set eval.every too")
+        return self
+
+
 class RunConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
@@ -177,6 +196,7 @@ class TrainConfig(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     finetune: FinetuneConfig | None = None
     init: InitConfig = Field(default_factory=InitConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     output: OutputConfig
 

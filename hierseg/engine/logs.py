@@ -3,7 +3,9 @@ progress display (a rich bar on a terminal, a plain line every ``log_every`` ste
 
 A record: ``stage``, ``stage_index``, ``step`` (1-based within the stage), ``global_step``, ``epoch``, ``loss``
 (mean over the step's batches on every rank), ``datasets`` (``{name: mean loss}`` of the step's batches),
-``terms`` (the model's named loss terms), ``lr_head``, ``lr_backbone``, ``images``, ``images_per_s``, ``time``.
+``terms`` (the model's named loss terms), ``lr_head``, ``lr_backbone``, ``images``, ``images_per_s``, ``time``;
+at a step that validated (``eval.every``), ``eval``: ``{"DATASET/mIoU": ..., "mean/mIoU": ...}`` (fractions), whose
+mIoUs the CSV has as ``val_DATASET_miou`` and ``val_mean_miou`` columns (empty at other steps).
 """
 
 from __future__ import annotations
@@ -73,8 +75,11 @@ class MetricsLog:
     """Appends records to ``metrics.jsonl`` and ``metrics.csv``; on resume, drops those after the resumed step so
     the files read as if the run had never stopped."""
 
-    def __init__(self, run_dir: Path, datasets: Sequence[str], keep_until: tuple[int, int] | None = None) -> None:
+    def __init__(self, run_dir: Path, datasets: Sequence[str], keep_until: tuple[int, int] | None = None,
+                 validated: bool = False) -> None:
         self.columns = [*BASE_COLUMNS, *(f"loss_{name}" for name in datasets)]
+        if validated:
+            self.columns += [f"val_{name}_miou" for name in (*datasets, "mean")]
         self.jsonl_path, self.csv_path = run_dir / METRICS_JSONL, run_dir / METRICS_CSV
         kept = [r for r in read_metrics(run_dir)
                 if keep_until is not None and (r["stage_index"], r["step"]) <= keep_until]
@@ -92,6 +97,8 @@ class MetricsLog:
         self.jsonl.write(json.dumps(record) + "\n")
         row = dict(record)
         row.update({f"loss_{name}": value for name, value in record.get("datasets", {}).items()})
+        row.update({f"val_{key.removesuffix('/mIoU')}_miou": value for key, value in record.get("eval", {}).items()
+                    if key.endswith("/mIoU")})
         self.csv.writerow(row)
 
     def write(self, record: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""Training curves with matplotlib: loss per dataset and the learning rates against the global step.
+"""Training curves with matplotlib: loss per dataset and the learning rates against the global step, and for a run
+that validated (``eval.every``) one panel per dataset of its validation mIoU beside them.
 
 Two stacked panels sharing the step axis. In joint training each step holds one dataset's batch, so each dataset's
 curve is a running mean over its own steps, drawn over its faint raw points. Where a run has several stages (joint
@@ -20,6 +21,7 @@ from hierseg.core.io import atomic_write_bytes
 from hierseg.engine.logs import METRICS_JSONL, read_metrics
 
 WIDTH, HEIGHT, DPI = 1000, 720, 100
+PANEL_WIDTH = 420  # the column of validation panels, when there is one
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (23, 190, 207)]
 
@@ -50,8 +52,13 @@ def figure(records: Sequence[dict[str, Any]], title: str = ""):
     """The curves of ``records`` (``metrics.jsonl`` rows) as a matplotlib ``Figure`` (no pyplot state)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI, layout="constrained")
-    loss, lr = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    validation = eval_series(records)
+    width = WIDTH + (PANEL_WIDTH if validation else 0)
+    fig = Figure(figsize=(width / DPI, HEIGHT / DPI), dpi=DPI, layout="constrained")
+    # the validation panels in a subfigure of their own: each column is laid out apart, so the loss panel's
+    # legends, outside on its right, stay clear of them
+    left, right = fig.subfigures(1, 2, width_ratios=(WIDTH, PANEL_WIDTH)) if validation else (fig, None)
+    loss, lr = left.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     # one segment per (dataset, stage), so no line bridges the steps where another stage ran
     series: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
     for r in records:
@@ -59,8 +66,9 @@ def figure(records: Sequence[dict[str, Any]], title: str = ""):
             xs, ys = series.setdefault(name, {}).setdefault(r["stage"], ([], []))
             xs.append(r["global_step"])
             ys.append(value)
-    for i, (name, stages) in enumerate(sorted(series.items())):
-        colour = COLOURS[i % len(COLOURS)]
+    colours = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(sorted({*series, *validation}))}
+    for name, stages in sorted(series.items()):
+        colour = colours[name]
         for j, (xs, ys) in enumerate(stages.values()):
             loss.plot(xs, ys, color=_rgb(colour, 0.75), linewidth=0.8)
             loss.plot(xs, running_mean(ys, max(1, len(ys) // 25)), color=_rgb(colour), linewidth=2.2,
@@ -69,29 +77,12 @@ def figure(records: Sequence[dict[str, Any]], title: str = ""):
     loss.grid(True, color="0.92")
     loss.legend(title="dataset", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
 
-    xs = [r["global_step"] for r in records]
-    positive = [r[key] for r in records for key in ("lr_head", "lr_backbone") if r[key] > 0]
-    log = bool(positive) and max(positive) / min(positive) > 20
-    for (name, key), colour in zip((("head", "lr_head"), ("backbone", "lr_backbone")), COLOURS[:2], strict=True):
-        by_stage: dict[str, list[tuple[float, float]]] = {}
-        for r in records:
-            if r[key] > 0 or not log:
-                by_stage.setdefault(r["stage"], []).append((r["global_step"], r[key]))
-        for j, points in enumerate(by_stage.values()):
-            lr.plot([x for x, _ in points], [v for _, v in points], color=_rgb(colour), linewidth=2.2,
-                    label=name if j == 0 else None)
-    if log:
-        lr.set_yscale("log")
-    lr.set_ylabel("learning rate")
-    lr.set_xlabel("step")
-    lr.grid(True, color="0.92")
-    lr.legend(title="parameters", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
-    if len(xs) == 1:
-        lr.set_xlim(xs[0] - 1, xs[0] + 1)
+    _rates(lr, records)
 
     starts = stage_starts(records)
+    panels = _validation_panels(right, validation, colours, loss.get_xlim()) if right is not None else []
     if len(starts) > 1:
-        for ax in (loss, lr):
+        for ax in (loss, lr, *panels):
             for x in starts.values():
                 ax.axvline(x, color="0.6", linestyle="--", linewidth=1)
     if title:
@@ -102,6 +93,60 @@ def figure(records: Sequence[dict[str, Any]], title: str = ""):
     if len(starts) > 1:
         _stage_labels(fig, loss, starts)
     return fig
+
+
+def _rates(ax: Any, records: Sequence[dict[str, Any]]) -> None:
+    """Both learning rates per stage, on a log scale when they span more than a factor 20."""
+    xs = [r["global_step"] for r in records]
+    positive = [r[key] for r in records for key in ("lr_head", "lr_backbone") if r[key] > 0]
+    log = bool(positive) and max(positive) / min(positive) > 20
+    for (name, key), colour in zip((("head", "lr_head"), ("backbone", "lr_backbone")), COLOURS[:2], strict=True):
+        by_stage: dict[str, list[tuple[float, float]]] = {}
+        for r in records:
+            if r[key] > 0 or not log:
+                by_stage.setdefault(r["stage"], []).append((r["global_step"], r[key]))
+        for j, points in enumerate(by_stage.values()):
+            ax.plot([x for x, _ in points], [v for _, v in points], color=_rgb(colour), linewidth=2.2,
+                    label=name if j == 0 else None)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel("learning rate")
+    ax.set_xlabel("step")
+    ax.grid(True, color="0.92")
+    ax.legend(title="parameters", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
+    if len(xs) == 1:
+        ax.set_xlim(xs[0] - 1, xs[0] + 1)
+
+
+def eval_series(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
+    """Validation mIoU (points) by dataset and stage: ``{dataset: {stage: (global steps, mIoUs)}}``."""
+    series: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    for r in records:
+        for key, value in r.get("eval", {}).items():
+            name, _, metric = key.partition("/")
+            if metric == "mIoU" and name != "mean":
+                xs, ys = series.setdefault(name, {}).setdefault(r["stage"], ([], []))
+                xs.append(r["global_step"])
+                ys.append(100 * value)
+    return series
+
+
+def _validation_panels(sub: Any, validation: dict[str, dict[str, tuple[list[float], list[float]]]],
+                       colours: dict[str, tuple[int, int, int]], xlim: tuple[float, float]) -> list[Any]:
+    """One panel per validated dataset, on the loss panel's step axis; the best value is marked and written."""
+    axes = sub.subplots(len(validation), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (name, stages) in zip(axes, sorted(validation.items()), strict=True):
+        colour = colours[name]
+        for xs, ys in stages.values():
+            ax.plot(xs, ys, color=_rgb(colour), linewidth=2.0, marker="o", markersize=3.5)
+        x, y = max(((x, y) for xs, ys in stages.values() for x, y in zip(xs, ys, strict=True)), key=lambda p: p[1])
+        ax.plot([x], [y], marker="*", markersize=11, color=_rgb(colour), markeredgecolor="0.2", linestyle="none")
+        ax.set_title(f"{name}: best {y:.1f} at step {x:g}", fontsize=10)
+        ax.set_ylabel("val mIoU (%)")
+        ax.grid(True, color="0.92")
+        ax.set_xlim(*xlim)
+    axes[-1].set_xlabel("step")
+    return list(axes)
 
 
 def _stage_labels(fig: Any, ax: Any, starts: dict[str, float]) -> None:

@@ -27,7 +27,7 @@ from hierseg.taxonomy.tree import Taxonomy
 
 LAST = "last.pt"
 # What a run writes besides last.pt and config.yaml: a folder holding any of them is another run's.
-RUN_OUTPUTS = ("model.pt", "metrics.jsonl", "metrics.csv", "finetune", "tensorboard")
+RUN_OUTPUTS = ("model.pt", "best.pt", "metrics.jsonl", "metrics.csv", "finetune", "tensorboard")
 # Sections whose change would make a resumed run a different run; output intervals, workers, precision may change.
 RESUME_KEYS = ("model", "data.datasets", "schedule", "optim", "finetune", "init", "run.seed")
 
@@ -81,6 +81,8 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
     for i, d in enumerate(config.data.datasets):
         datasets[d.name] = _open_dataset(d, config.run.seed, config.data.on_error,
                                          lambda field, msg, i=i: fail(f"data.datasets.{i}{field}", msg), taxonomy)
+    if config.eval.every:
+        _check_validation(config, taxonomy, fail)
 
     if config.output.tensorboard:
         from hierseg.engine.tensorboard import check_available
@@ -139,6 +141,32 @@ def _check_weights(config: TrainConfig, kwargs: dict[str, Any], fail: Fail) -> N
         kwargs["backbone_weights"] = str(config.model.backbone_weights)
     if config.init.backbone_from is not None and not config.init.backbone_from.is_file():
         raise fail("init.backbone_from", f"{config.init.backbone_from}: no such checkpoint")
+
+
+def _check_validation(config: TrainConfig, taxonomy: Taxonomy | None, fail: Fail) -> None:
+    """``eval.every``: every dataset has the split to validate on, with images; ``eval.best`` is a metric that
+    validation reports."""
+    from hierseg.data.readers import open_split
+    from hierseg.engine.evaluate import resolve_split
+    from hierseg.engine.validation import check_best
+
+    split = config.eval.split
+    for i, d in enumerate(config.data.datasets):
+        try:
+            found = resolve_split(d.name, split, taxonomy)
+            images = len(open_split(d.name, d.root, found, taxonomy=taxonomy))
+        except HiersegError as exc:
+            raise fail("eval.every", f"validation needs a {split!r} split of every dataset; data.datasets.{i} "
+                                     f"({d.name}) has none at {d.root} ({exc}); add it, set eval.split, or set "
+                                     "eval.every: 0") from None
+        if images == 0:
+            raise fail("eval.every", f"data.datasets.{i} ({d.name}): its {found!r} split at {d.root} has no images "
+                                     "to validate on")
+    if config.eval.best is not None:
+        try:
+            check_best(config.eval.best, config.data.names, split, taxonomy)
+        except HiersegError as exc:
+            raise fail("eval.best", str(exc)) from None
 
 
 def claim_run_dir(prepared: Prepared, overwrite: bool = False) -> FolderLock | None:
@@ -208,7 +236,9 @@ def _check_run_dir(config: TrainConfig, source: str, resume: bool, overwrite: bo
     if holder is not None:
         raise HiersegError(f"{source}: output.dir: {FolderLock(run_dir, 'training run').busy_error(holder)}")
     if not resume:
-        if overwrite:
+        # Other ranks never write the folder, and rank 0 may be writing it already when a process group existed
+        # before the run (no rendezvous in between): rank 0 alone judges it.
+        if overwrite or not writer:
             return None
         if last.exists():
             raise HiersegError(f"{source}: output.dir: {run_dir} already holds a run ({last}); continue it with "
@@ -260,7 +290,7 @@ def _failed_start(run_dir: Path, found: list[str]) -> bool:
 def _clear_outputs(run_dir: Path) -> None:
     """--overwrite: the previous run's files go before this run writes, so the folder never mixes two runs. A link
     among them is removed itself; nothing is deleted through it."""
-    for name in (LAST, "model.pt", "metrics.jsonl", "metrics.csv"):
+    for name in (LAST, "model.pt", "best.pt", "metrics.jsonl", "metrics.csv"):
         (run_dir / name).unlink(missing_ok=True)
     for name in ("finetune", "tensorboard"):
         if (run_dir / name).is_symlink():

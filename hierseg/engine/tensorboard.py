@@ -1,9 +1,10 @@
 """An optional TensorBoard log of a run (``output.tensorboard: true``): ``RUN_DIR/tensorboard/``.
 
 Training writes every step's loss (overall, per dataset, the model's loss terms), both learning rates and the
-throughput at the global step; ``hierseg eval`` of a checkpoint from such a run adds its figures (mIoU, pixel and
-class-average accuracy, mIoU per tree depth, category mIoU) at the step its stage ended. ``tensorboard --logdir
-RUN_DIR/tensorboard`` shows them. TensorBoard is an optional dependency (``pip install 'hierseg[tensorboard]'``).
+throughput at the global step, and with ``eval.every`` the validation's figures (``val/DATASET/mIoU``, ...);
+``hierseg eval`` of a checkpoint from such a run adds its figures (mIoU, pixel and class-average accuracy, mIoU per
+tree depth, category mIoU) at the step its stage ended. ``tensorboard --logdir RUN_DIR/tensorboard`` shows them.
+TensorBoard is an optional dependency (``pip install 'hierseg[tensorboard]'``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class TensorBoardLog:
         add("lr/head", record["lr_head"], step)
         add("lr/backbone", record["lr_backbone"], step)
         add("throughput/images_per_s", record["images_per_s"], step)
+        for name, value in record.get("eval", {}).items():  # eval.every: DATASET/NAME, mean/NAME
+            add(f"val/{name}", value, step)
 
     def close(self) -> None:
         self.writer.close()

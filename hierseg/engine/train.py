@@ -12,7 +12,8 @@ Run folder::
     RUN_DIR/last.pt               resume state (model, optimiser, schedule, sampler position, RNG of every rank)
     RUN_DIR/model.pt              the main stage's model
     RUN_DIR/finetune/<name>.pt    one fine-tuned model per dataset
-    RUN_DIR/metrics.jsonl, .csv   one record per optimiser step
+    RUN_DIR/best.pt               with eval.best: the main stage's model at its best validation (finetune/<name>.best.pt)
+    RUN_DIR/metrics.jsonl, .csv   one record per optimiser step (with eval.every, the validation's figures in it)
 
 Everything a step does depends only on the seed, the step number and the checkpointed state: the sampler's order
 and the augmentations are functions of ``(seed, epoch, index)``, and the loader draws its worker seeds from its own
@@ -77,17 +78,19 @@ class Stage:
     lr_factor: float
     output: Path  # the stage's final model
     start_from: Path | None  # weights the stage starts from (fine-tuning: the joint model)
+    best: Path  # the stage's model at its best validation (eval.best)
 
 
 def plan_stages(config: TrainConfig) -> list[Stage]:
     run_dir, schedule = config.output.dir, config.schedule
     stages = [Stage(0, "main", tuple(config.data.names), schedule.epochs, schedule.steps, schedule.steps_per_epoch,
-                    1.0, run_dir / "model.pt", None)]
+                    1.0, run_dir / "model.pt", None, run_dir / "best.pt")]
     if config.finetune is not None:
         ft = config.finetune
         for name in ft.datasets or config.data.names:
             stages.append(Stage(len(stages), f"finetune-{name}", (name,), ft.epochs, ft.steps, None, ft.lr_factor,
-                                run_dir / "finetune" / f"{name}.pt", run_dir / "model.pt"))
+                                run_dir / "finetune" / f"{name}.pt", run_dir / "model.pt",
+                                run_dir / "finetune" / f"{name}.best.pt"))
     return stages
 
 
@@ -197,7 +200,14 @@ class Trainer(TrainerBase):
         return self.state.stage
 
     def default_hooks(self, writer: MetricsWriter) -> list[HookBase | None]:
-        return [NaNGuard(), self.skipped, writer, ProgressBar(self.config.output.log_every, self.info.is_main),
+        validation = None
+        if self.config.eval.every:
+            from hierseg.engine.validation import PeriodicEval
+
+            # before the writer: the step's record carries the figures
+            validation = PeriodicEval(self.config.eval, {d.name: d.root for d in self.config.data.datasets},
+                                      self.p.taxonomy, self.info.device, self.info.is_main)
+        return [NaNGuard(), self.skipped, validation, writer, ProgressBar(self.config.output.log_every, self.info.is_main),
                 StepCallback(self.on_step) if self.on_step is not None else None, self.signals,
                 PeriodicCheckpoint(self.config.output.checkpoint_every)]
 
@@ -287,7 +297,7 @@ class Trainer(TrainerBase):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"),
                                                                         sort_keys=False))
-        log = MetricsLog(self.run_dir, self.config.data.names, at)
+        log = MetricsLog(self.run_dir, self.config.data.names, at, validated=self.config.eval.every > 0)
         tensorboard = None
         if self.config.output.tensorboard:
             from hierseg.engine.tensorboard import TensorBoardLog

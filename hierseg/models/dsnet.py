@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -62,7 +63,13 @@ class DynamicSamplingConv(nn.Module):
         if offsets.shape[1] != 2 * self.kernel**2 or offsets.shape[-2:] != x.shape[-2:]:
             raise ValueError(f"offsets of shape {tuple(offsets.shape)} do not fit a {self.kernel}x{self.kernel} "
                              f"sampling of a {tuple(x.shape)} input")
-        return deform_conv2d(x, offsets, self.weight, self.bias, padding=self.kernel // 2)
+        # in fp32 under autocast, as torchvision's own CUDA autocast rule runs it: it has no bf16 CPU kernel
+        wide = torch.promote_types(x.dtype, torch.float32)  # float64 stays float64
+        # no autocast on the meta device (shape checks), so nothing to turn off there
+        with nullcontext() if x.device.type == "meta" else torch.autocast(x.device.type, enabled=False):
+            bias = self.bias.to(wide) if self.bias is not None else None
+            out = deform_conv2d(x.to(wide), offsets.to(wide), self.weight.to(wide), bias, padding=self.kernel // 2)
+        return out.to(x.dtype)
 
 
 class CGDS(nn.Module):

@@ -57,6 +57,42 @@ def test_legends_and_stage_labels_do_not_overlap(stages):
         assert not box.overlaps(loss.get_window_extent(renderer)) and not box.overlaps(lr.get_window_extent(renderer))
 
 
+def with_validation(records: list[dict], every: int) -> list[dict]:
+    """``records`` with validation figures every ``every`` steps of a stage, for the datasets it trains on."""
+    seen: dict[str, set[str]] = {}
+    for r in records:
+        seen.setdefault(r["stage"], set()).update(r["datasets"])
+    for r in records:
+        if r["step"] % every == 0:
+            r["eval"] = {f"{d}/mIoU": 0.1 + r["global_step"] / 1000 for d in sorted(seen[r["stage"]])}
+    return records
+
+
+def test_a_validated_run_gets_an_miou_panel_per_dataset_beside_the_loss():
+    stages = (("main", 120, ("cityscapes", "ade20k")), ("finetune-cityscapes", 20, ("cityscapes",)),
+              ("finetune-ade20k", 20, ("ade20k",)))
+    fig = figure(with_validation(records(stages), 10), "run")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    loss, lr, *panels = fig.axes
+    assert [ax.get_title().split(":")[0] for ax in panels] == ["ade20k", "cityscapes"]
+    for ax, name in zip(panels, ("ade20k", "cityscapes"), strict=True):
+        points = [(x, y) for line in ax.get_lines() for x, y in line.get_xydata() if line.get_linestyle() == "-"]
+        # the main stage's 12 validations and the dataset's own fine-tuning's 2, in points
+        assert len({x for x, _ in points}) == 14, name
+        assert max(y for _, y in points) == pytest.approx(100 * (0.1 + 160 / 1000) if name == "ade20k"
+                                                          else 100 * (0.1 + 140 / 1000))
+        assert ax.get_xlim() == loss.get_xlim()  # the same step axis as the loss
+    boxes = [ax.get_legend().get_window_extent(renderer) for ax in (loss, lr)]
+    boxes += [t.get_window_extent(renderer) for t in loss.texts if t.get_gid() == "stage"]
+    for box in boxes:  # legends and stage names clear of every panel, inside the picture
+        for ax in fig.axes:
+            assert not box.overlaps(ax.get_window_extent(renderer))
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+    for a, b in combinations([ax.get_window_extent(renderer) for ax in fig.axes], 2):
+        assert not a.overlaps(b)
+
+
 def test_plot_run_writes_png_svg_and_rejects_other_names(synth_root, tmp_path):  # noqa: F811
     train(make_config(synth_root, tmp_path / "run", schedule={"steps": 3}), model_fn=lambda **kw: Tiny())
     assert plot_run(tmp_path / "run").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -256,3 +256,17 @@ def test_resume_inside_a_finetuning_stage(synth_root, tmp_path):
         a = read_checkpoint(tmp_path / "straight" / "finetune" / f"{name}.pt")["state_dict"]
         b = read_checkpoint(tmp_path / "stopped" / "finetune" / f"{name}.pt")["state_dict"]
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_only_rank_0_judges_the_run_folder(synth_root, tmp_path, monkeypatch):
+    """Another rank never writes the folder, and its rank 0 may be writing it already (a process group made before
+    the run has no rendezvous in between): outputs there stop rank 0's run only."""
+    config = make_config(synth_root, tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    prepare(config, model_fn=lambda **kw: Tiny())
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(HiersegError, match="holds another run's outputs"):
+        prepare(config, model_fn=lambda **kw: Tiny())

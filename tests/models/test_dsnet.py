@@ -100,6 +100,19 @@ def test_fractional_offset_interpolates_bilinearly() -> None:
     assert torch.equal(out[mask], x[mask])
 
 
+def test_sampling_conv_runs_in_fp32_under_bf16_autocast() -> None:
+    """The trainer's bf16 autocast: torchvision has no bf16 deformable convolution on the CPU; the layer runs it in
+    fp32 and hands back the input's dtype, as torchvision's CUDA autocast rule does."""
+    torch.manual_seed(0)
+    conv = DynamicSamplingConv(4, 6, 3, bias=True)
+    x, offsets = torch.randn(1, 4, 8, 8), 0.5 * torch.randn(1, 18, 8, 8)
+    with torch.autocast("cpu", torch.bfloat16):
+        low = x.to(torch.bfloat16)
+        out = conv(low, offsets.to(torch.bfloat16))
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), conv(low.float(), offsets.to(torch.bfloat16).float()), atol=0.02, rtol=0.02)
+
+
 def test_sampling_conv_rejects_offsets_of_the_wrong_shape() -> None:
     conv = DynamicSamplingConv(2, 2, 3)
     with pytest.raises(ValueError, match="offsets"):

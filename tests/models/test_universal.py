@@ -161,6 +161,17 @@ def test_decode_round_trip_for_every_output_a_dataset_can_express(graph, toy):
     assert [graph.concepts[i] for i in toy.decode(logits, None).view(-1).tolist()] == ["bus", "sky"]
 
 
+def test_tables_first_made_in_an_evaluation_serve_training_later(graph):
+    """Validation during training decodes a dataset before any batch of it has been trained on: the tables it caches
+    then must not be inference tensors, which autograd refuses to save."""
+    outputs = LeafClasses(graph, ("coarse", "fine", "nested"))
+    with torch.inference_mode():
+        outputs.decode(torch.zeros(1, outputs.num_outputs, 2, 2), "fine")
+    logits = torch.zeros(1, outputs.num_outputs, 2, 2, requires_grad=True)
+    outputs.loss(logits, torch.tensor([[[1, 2], [3, 6]]]), "fine").backward()
+    assert logits.grad is not None and bool(logits.grad.abs().sum() > 0)
+
+
 def test_loss_resizes_scores_to_the_label(toy):
     logits = torch.zeros(2, toy.num_outputs, 4, 4)
     loss, valid = toy.pixel_loss(logits, torch.full((2, 16, 16), 4), "coarse")  # sky

@@ -124,7 +124,8 @@ class LeafClasses(Outputs):
             member[values[outputs], outputs] = True
             value_of = np.where(expressible, values, space.ignore)
             arrays = (member, valid, expressible, outputs, value_of)
-            self._cache[key] = _Tables(*(torch.from_numpy(a).to(device) for a in arrays))
+            with torch.inference_mode(False):  # built during an evaluation, the tables still serve training later
+                self._cache[key] = _Tables(*(torch.from_numpy(a).to(device) for a in arrays))
         return self._cache[key]
 
     def pixel_loss(self, logits, label, dataset):
