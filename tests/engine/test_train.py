@@ -263,7 +263,8 @@ def test_only_rank_0_judges_the_run_folder(synth_root, tmp_path, monkeypatch):
     the run has no rendezvous in between): outputs there stop rank 0's run only."""
     config = make_config(synth_root, tmp_path / "run")
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "metrics.jsonl").write_text("")
+    # rank 0's first record (an empty log alone is a failed start, which does not block a run: issue 26)
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"stage": "main", "step": 1}\n')
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     prepare(config, model_fn=lambda **kw: Tiny())
