@@ -17,7 +17,8 @@ from hierseg.data.synth import synthesize
 from hierseg.engine.checkpoint import read_checkpoint
 from hierseg.engine.config import TrainConfig, parse_config
 from hierseg.engine.logs import read_metrics
-from hierseg.engine.train import Interrupted, prepare, train
+from hierseg.engine.preflight import prepare
+from hierseg.engine.train import Interrupted, train
 from hierseg.models.base import FlatSegmenter
 from hierseg.models.outputs import make_outputs
 from hierseg.taxonomy.neurons import neuron_graph
@@ -263,7 +264,8 @@ def test_only_rank_0_judges_the_run_folder(synth_root, tmp_path, monkeypatch):
     the run has no rendezvous in between): outputs there stop rank 0's run only."""
     config = make_config(synth_root, tmp_path / "run")
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "metrics.jsonl").write_text("")
+    # a record: an empty log would be a failed start, which a new run may replace
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     prepare(config, model_fn=lambda **kw: Tiny())
