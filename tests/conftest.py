@@ -1,8 +1,19 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+# Set before torch is imported, and inherited by the CLI processes the tests start. Idle OpenMP threads sleep:
+# spinning ones burn CPU that the other tests (and the other users of a small shared machine) need, for the same
+# results.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # Parallel workers (`make test` runs pytest-xdist): each worker gets its share of the cores; two workers with two
+    # OpenMP threads each on two cores contend and run slower than with one each.
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
 import pytest
 
