@@ -61,9 +61,11 @@ mseg-tree: setup
 	$(HIERSEG) taxonomy stats $(MSEG)/tree.json
 	for ds in $(MSEG_TEST); do $(HIERSEG) data synth --dataset $$ds --taxonomy $(MSEG)/tree.json --out $(MSEG)/data/$$ds --n 8 --size 128 || exit 1; done
 
+# Tests run in parallel workers, one per core (pytest-xdist); a file's tests stay on one worker, so its module
+# fixtures (synthetic datasets, trained models) are built once; the longest files first (tests/conftest.py).
 test: setup
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 bench: setup
 	for script in bench/*_bench.py; do $(PY) $$script || exit 1; done

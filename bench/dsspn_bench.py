@@ -21,10 +21,10 @@ import time
 
 import numpy as np
 import torch
+from activation_memory import saved_activations  # bench/ is on the path of a bench script
 
 from hierseg.data.synth import label_map, scene
 from hierseg.models.dsspn import NeuronHead
-from hierseg.models.memory import saved_activations
 from hierseg.taxonomy import NeuronGraph, Taxonomy
 
 DATASETS = ("cityscapes", "mapillary", "ade20k", "coco_stuff")

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -38,9 +37,9 @@ def build(
                                                    "taxonomy/specs/pascal_voc.yaml). Needs --out.")] = None,
 ) -> None:
     """Build the tree from the label specs, the merge spec and WordNet 3.0, validate it and write it."""
-    from hierseg.taxonomy.build import DEFAULT_LABEL_MAP_DIR, BuildError, build_artifact, write_outputs
+    from hierseg.taxonomy.build import build_artifact, write_outputs
     from hierseg.taxonomy.specs import SPEC_DIR
-    from hierseg.taxonomy.tree import REPO_ROOT
+    from hierseg.taxonomy.tree import LABEL_MAP_DIR, REPO_ROOT
 
     if out is None:
         if REPO_ROOT is None:
@@ -52,19 +51,14 @@ def build(
     if additions and out.resolve() == DEFAULT_ARTIFACT:
         raise HiersegError("--add builds an extended tree; name its file with --out (the default is the shipped tree)")
     expect = {"expect_concepts": None, "expect_max_depth": None} if any_size else None
-    try:
-        artifact = build_artifact(specs or SPEC_DIR, expect=expect)
-    except BuildError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        raise typer.Exit(2) from None
+    artifact = build_artifact(specs or SPEC_DIR, expect=expect)  # a BuildError: main prints each problem
     if additions:
         from hierseg.taxonomy.extend import extend_artifact
         from hierseg.taxonomy.wordnet import load_wordnet
 
         artifact = extend_artifact(artifact, additions, load_wordnet(), any_size=any_size)
     if label_maps is None:
-        label_maps = DEFAULT_LABEL_MAP_DIR if out.resolve() == DEFAULT_ARTIFACT.resolve() else out.parent / "label_maps"
+        label_maps = LABEL_MAP_DIR if out.resolve() == DEFAULT_ARTIFACT.resolve() else out.parent / "label_maps"
     written = write_outputs(artifact, out, label_maps)
     depth = max(c["depth"] for c in artifact["concepts"])
     added = "".join(f"; added {a.name} ({len(a.table.labels)} labels, {len(a.merge.added)} new concepts)"
@@ -174,9 +168,7 @@ def validate(
     problems = validate_artifact(artifact, expect_concepts=None if any_size else expect_concepts,
                              expect_max_depth=None if any_size else expect_depth, wordnet=reader)
     if problems:
-        for problem in problems:
-            print(f"error: {path}: {problem}", file=sys.stderr)
-        raise typer.Exit(2)
+        raise ProblemList([f"{path}: {problem}" for problem in problems])
     taxonomy = Taxonomy(artifact)
     typer.echo(f"ok: {path}: {len(taxonomy)} concepts, maximal depth {taxonomy.max_depth}")
 
@@ -264,16 +256,11 @@ def compare(
 ) -> None:
     """Cross-check the tree against MSeg: per universal class one concept, nested or unrelated, and every
     cross-dataset label pair MSeg calls one class that the tree keeps unrelated (with why, where known)."""
-    from hierseg.taxonomy.compare import CompareError, load_notes, pair_rows, read_mseg
     from hierseg.taxonomy.compare import compare as run_compare
+    from hierseg.taxonomy.compare import load_notes, pair_rows, read_mseg
 
     taxonomy = Taxonomy.load(path)
-    try:
-        classes = read_mseg(mseg)
-    except CompareError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        raise typer.Exit(2) from None
+    classes = read_mseg(mseg)  # a CompareError: main prints each problem
     result = run_compare(taxonomy, classes, load_notes())
     summary = result.summary()
     if format is Format.json:

@@ -24,23 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from hierseg.core.csvtext import csv_rows
-from hierseg.core.errors import HiersegError
+from hierseg.core.errors import HiersegError, ProblemList
 from hierseg.core.io import atomic_write_group, read_text
 from hierseg.core.yamltext import read_yaml
 from hierseg.taxonomy.mergespec import MergeSpec, concept_id, load_merge_spec
 from hierseg.taxonomy.specs import DATASETS, SPEC_DIR, DatasetSpec, dataset_spec, load_spec
-from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, FORMAT, LABEL_MAP_DIR, Taxonomy
+from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, FORMAT, Taxonomy
 from hierseg.taxonomy.validate import validate_artifact
 
-DEFAULT_LABEL_MAP_DIR = LABEL_MAP_DIR
 
-
-class BuildError(HiersegError):
-    """The merge spec does not describe a valid tree; ``problems`` holds one line per violation."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(f"{len(problems)} problem(s) in the merge spec; first: {problems[0]}")
+class BuildError(ProblemList):
+    """The merge spec does not describe a valid tree; ``problems`` holds one line per violation (the CLI prints
+    each as its own ``error: ...``)."""
 
 
 @dataclass

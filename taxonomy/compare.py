@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hierseg.core.csvtext import csv_rows
-from hierseg.core.errors import HiersegError
+from hierseg.core.errors import HiersegError, ProblemList
 from hierseg.core.io import read_text
 from hierseg.core.yamltext import read_yaml
 from hierseg.taxonomy.overlaps import overlap_reason
@@ -48,12 +48,8 @@ NOTES = SPEC_DIR / "mseg.yaml"
 _CELL = re.compile(r"^\{(.*)\}$")
 
 
-class CompareError(HiersegError):
+class CompareError(ProblemList):
     """The TSV is not a usable MSeg taxonomy; ``problems`` holds one line per problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(problems[0] if len(problems) == 1 else f"{len(problems)} problems; first: {problems[0]}")
 
 
 @dataclass(frozen=True)

@@ -44,14 +44,6 @@ def label_rows(graph: NeuronGraph, dataset: str) -> list[dict[str, Any]]:
     return rows
 
 
-def translation_rows(table: Translation) -> list[dict[str, Any]]:
-    """One row per source value; ``overlaps`` names the target labels an ``overlap`` row shares pixels with."""
-    return [{"source_id": e.source_id, "source_name": e.source_name, "source_concept": e.source_concept or "",
-             "target_id": e.target_id, "target_name": e.target_name, "target_concept": e.target_concept or "",
-             "relation": e.relation,
-             "overlaps": "; ".join(f"{i} {table.target.name_of(i)}" for i in e.overlaps)} for e in table.entries]
-
-
 def export_labels(graph: NeuronGraph, dataset: str, to: str | None, fmt: LabelFormat) -> bytes:
     """``hierseg labels export``: a label map (no ``to``), or the translation to a dataset or ``"tree"``."""
     if fmt == "npy":
@@ -66,7 +58,7 @@ def export_labels(graph: NeuronGraph, dataset: str, to: str | None, fmt: LabelFo
         doc: dict[str, Any] = {"dataset": dataset, "ignore": space.ignore, "labels": rows}
     else:
         table = translation(graph.taxonomy, dataset, to)
-        rows = translation_rows(table)
+        rows = table.rows()
         if fmt == "csv":
             return _to_csv(rows).encode()
         doc = {"source": table.source.name, "target": table.target.name, "source_ignore": table.source.ignore,

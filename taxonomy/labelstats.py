@@ -7,13 +7,19 @@ neurons per batch; :func:`folder_stats` is how a user checks such a figure on th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.annotations import Recode, list_label_files, map_files, read_dataset_label
 from hierseg.taxonomy.neurons import NeuronGraph
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+LABEL_COLUMNS = ("id", "name", "concept", "pixels", "pixel_freq", "images", "image_freq")
+CONCEPT_COLUMNS = ("concept", "depth", "pixels", "pixel_freq", "images", "image_freq")
 
 _state: dict[str, Any] = {}
 
@@ -90,3 +96,12 @@ def folder_stats(graph: NeuronGraph, dataset: str, root: str | Path, batch_size:
         "activated_neurons_per_batch": _summary(per_batch),
         "labels": labels, "concepts": concepts,
     }
+
+
+def stats_frames(stats: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """:func:`folder_stats`' two tables as pandas DataFrames, for a notebook: ``labels`` indexed by label id (the
+    ignore value included) and ``concepts`` by concept id (a concept's pixels and images count those below it)."""
+    import pandas as pd  # only this function needs it: the statistics themselves stay plain Python
+
+    return {"labels": pd.DataFrame(stats["labels"], columns=list(LABEL_COLUMNS)).set_index("id"),
+            "concepts": pd.DataFrame(stats["concepts"], columns=list(CONCEPT_COLUMNS)).set_index("concept")}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from hierseg.taxonomy.labelspace import LabelSpace, label_space
 from hierseg.taxonomy.neurons import check_values
 from hierseg.taxonomy.overlaps import overlapping
 from hierseg.taxonomy.tree import Taxonomy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RELATIONS = ("equal", "coarser", "finer-ambiguous", "overlap", "none")
 Unknown = Literal["error", "ignore"]
@@ -77,6 +80,21 @@ class Translation:
             if entry.source_id == source_id:
                 return entry
         raise HiersegError(f"{self.source.name}: no label with id {source_id}")
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per source value, as ``labels export`` writes them; ``overlaps`` names the target labels an
+        ``overlap`` row shares pixels with."""
+        return [{"source_id": e.source_id, "source_name": e.source_name, "source_concept": e.source_concept or "",
+                 "target_id": e.target_id, "target_name": e.target_name, "target_concept": e.target_concept or "",
+                 "relation": e.relation,
+                 "overlaps": "; ".join(f"{i} {self.target.name_of(i)}" for i in e.overlaps)} for e in self.entries]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table as a pandas DataFrame indexed by ``source_id`` (the columns of :meth:`rows`), for a notebook:
+        ``table.to_frame().query("relation == 'finer-ambiguous'")``."""
+        import pandas as pd  # only this method needs it: loading the tree stays light
+
+        return pd.DataFrame(self.rows()).set_index("source_id")
 
     def apply(self, label: np.ndarray, unknown: Unknown = "error", where: str | None = None) -> tuple[np.ndarray, int]:
         """Translate a label map in one gather; returns the map and the number of undefined pixels.

@@ -70,7 +70,7 @@ def build_nltk_layout(source: Path = DEBIAN_WORDNET, target: Path | None = None)
         if path.is_file() and (path.name.startswith(("data.", "index.")) or path.suffix == ".exc"):
             dest = corpus / path.name
             if not dest.exists() or dest.stat().st_size != path.stat().st_size:
-                tmp = dest.with_name(dest.name + ".tmp")
+                tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")  # two processes may provision at once
                 shutil.copyfile(path, tmp)
                 os.replace(tmp, dest)
     atomic_write_text(corpus / "lexnames", lexnames_text())

@@ -114,11 +114,8 @@ def _zoo_model(config: TrainConfig, kwargs: dict[str, Any], fail: Fail) -> tuple
     except HiersegError as exc:
         raise fail("model.name", str(exc)) from None
     accepted = accepted_arguments(name)
-    for key in kwargs:
-        if key not in accepted:
-            raise fail(f"model.kwargs.{key}", f"{name} has no such argument; it accepts: {', '.join(accepted)}")
     try:
-        check_model_arguments(name, kwargs)
+        check_model_arguments(name, kwargs)  # unknown names, types and ranges
     except ArgumentError as exc:
         raise fail(f"model.kwargs.{exc.key}", exc.reason) from None
     if "datasets" in accepted and "datasets" not in kwargs and "num_classes" not in kwargs:

@@ -56,11 +56,10 @@ from hierseg.engine.hooks import (
 )
 from hierseg.engine.logs import MetricsLog
 from hierseg.engine.optim import build_optimizer, learning_rates, poly_scheduler
-from hierseg.engine.preflight import LAST, RESUME_KEYS, RUN_OUTPUTS, ModelFn, Prepared, claim_run_dir, prepare
+from hierseg.engine.preflight import LAST, ModelFn, Prepared, claim_run_dir, prepare
 from hierseg.engine.train_loop import HookBase, TrainerBase
 
-__all__ = ["LAST", "RESUME_KEYS", "RUN_OUTPUTS", "Interrupted", "ModelFn", "Prepared", "Stage", "StageState",
-           "StepHook", "Trainer", "claim_run_dir", "plan_stages", "prepare", "shutdown_workers", "train"]
+__all__ = ["Interrupted", "Stage", "StageState", "StepHook", "Trainer", "plan_stages", "shutdown_workers", "train"]
 
 StepHook = Callable[[dict[str, Any]], None]
 

@@ -23,8 +23,9 @@ from hierseg.models.arguments import ArgumentError, check_arguments
 from hierseg.models.backbone import weights_source
 from hierseg.models.base import Segmenter
 
-__all__ = ["ArgumentError", "accepted_arguments", "build", "check_backbone_weights", "check_model_arguments",
-           "create_model", "entrypoint", "list_models", "model_family", "model_info", "register_model"]
+__all__ = ["ArgumentError", "UnknownArgument", "accepted_arguments", "build", "check_backbone_weights",
+           "check_model_arguments", "create_model", "entrypoint", "list_models", "model_family", "model_info",
+           "register_model"]
 
 _ENTRYPOINTS: dict[str, Callable[..., Segmenter]] = {}
 _FAMILY: dict[str, str] = {}
@@ -68,13 +69,11 @@ def create_model(name: str, **kwargs: Any) -> Segmenter:
     accepted names.
     """
     fn = entrypoint(name)
-    accepted = accepted_arguments(name)
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise HiersegError(f"model {name!r} has no argument {unknown[0]!r}; it accepts: {', '.join(accepted)}")
     try:
-        check_arguments(fn, kwargs)
-    except HiersegError as exc:
+        check_model_arguments(name, kwargs)
+    except UnknownArgument as exc:
+        raise HiersegError(f"model {name!r} has no argument {exc.key!r}; it accepts: {', '.join(exc.accepted)}") from None
+    except ArgumentError as exc:
         raise HiersegError(f"model {name!r}: {exc}") from None
     return fn(**kwargs)
 
@@ -90,8 +89,22 @@ def accepted_arguments(name: str) -> list[str]:
     return names
 
 
+class UnknownArgument(ArgumentError):
+    """A keyword argument the model does not take; ``accepted`` lists the ones it does."""
+
+    def __init__(self, name: str, key: str, accepted: list[str]) -> None:
+        super().__init__(key, f"{name} has no such argument; it accepts: {', '.join(accepted)}")
+        self.accepted = accepted
+
+
 def check_model_arguments(name: str, kwargs: dict[str, Any]) -> None:
-    """Raise :class:`ArgumentError` (``key``, ``reason``) for the first of ``kwargs`` of the wrong type or range."""
+    """Raise :class:`ArgumentError` (``key``, ``reason``) for the first of ``kwargs`` the model does not take
+    (:class:`UnknownArgument`) or of the wrong type or range: the one check behind :func:`create_model` and a
+    training config's ``model.kwargs``."""
+    accepted = accepted_arguments(name)
+    unknown = [key for key in kwargs if key not in accepted]
+    if unknown:
+        raise UnknownArgument(name, unknown[0], accepted)
     check_arguments(entrypoint(name), kwargs)
 
 

@@ -16,8 +16,9 @@ from hierseg.engine.checkpoint import read_checkpoint
 from hierseg.engine.evaluate import evaluate
 from hierseg.engine.logs import read_metrics
 from hierseg.engine.plot import figure, plot_run
+from hierseg.engine.preflight import prepare
 from hierseg.engine.tensorboard import FOLDER, log_evaluation
-from hierseg.engine.train import prepare, train
+from hierseg.engine.train import train
 from tests.engine.test_train import Tiny, TwoHeads, make_config, synth_root  # noqa: F401  (fixture)
 
 

@@ -17,7 +17,8 @@ from hierseg.data.synth import synthesize
 from hierseg.engine.checkpoint import read_checkpoint
 from hierseg.engine.config import TrainConfig, parse_config
 from hierseg.engine.logs import read_metrics
-from hierseg.engine.train import Interrupted, prepare, train
+from hierseg.engine.preflight import prepare
+from hierseg.engine.train import Interrupted, train
 from hierseg.models.base import FlatSegmenter
 from hierseg.models.outputs import make_outputs
 from hierseg.taxonomy.neurons import neuron_graph

@@ -20,7 +20,8 @@ from hierseg.engine.checkpoint import read_checkpoint
 from hierseg.engine.config import load_config
 from hierseg.engine.evaluate import evaluate
 from hierseg.engine.logs import read_metrics
-from hierseg.engine.train import Interrupted, prepare, train
+from hierseg.engine.preflight import prepare
+from hierseg.engine.train import Interrupted, train
 from tests.conftest import run_cli
 from tests.engine.test_train import DATASETS, Tiny, losses, make_config, write_synth
 

@@ -7,7 +7,7 @@ import pytest
 
 from hierseg.core.errors import HiersegError
 from hierseg.models import create_model
-from hierseg.models.registry import ArgumentError, check_model_arguments
+from hierseg.models.registry import ArgumentError, UnknownArgument, check_model_arguments
 
 
 @pytest.mark.parametrize(("name", "kwargs", "message"), [
@@ -39,3 +39,13 @@ def test_good_keywords_pass_and_build():
     check_model_arguments("spgnet_resnet18", {"ohem_keep": 1, "ohem_threshold": None, "datasets": ["cityscapes"]})
     model = create_model("deeplab_resnet18", num_classes=3, aspp_channels=8, aspp_rates=(1, 2))
     assert model.outputs.num_outputs == 3
+
+
+def test_an_unknown_keyword_is_refused_by_the_same_check():
+    """The registry and a training config's ``model.kwargs`` ask one function; each words the line its own way."""
+    with pytest.raises(UnknownArgument) as info:
+        check_model_arguments("deeplab_resnet18", {"num_classes": 3, "rates": [6]})
+    assert info.value.key == "rates" and info.value.reason.startswith("deeplab_resnet18 has no such argument; it accepts")
+    assert {"num_classes", "aspp_rates"} <= set(info.value.accepted) and "rates" not in info.value.accepted
+    with pytest.raises(HiersegError, match="model 'deeplab_resnet18' has no argument 'rates'; it accepts: num_classes"):
+        create_model("deeplab_resnet18", num_classes=3, rates=[6])

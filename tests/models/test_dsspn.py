@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from bench.activation_memory import saved_activations
 from hierseg.core.errors import HiersegError
 from hierseg.models import create_model
 from hierseg.models.dsspn import DSSPN, NeuronHead, head_parameter_count, subsample
-from hierseg.models.memory import saved_activations
 from hierseg.models.registry import model_info
 from hierseg.taxonomy import NeuronGraph, Taxonomy, load_spec
 from tests.taxonomy.toy import toy_taxonomy

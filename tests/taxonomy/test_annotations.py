@@ -16,7 +16,7 @@ from PIL import Image
 from hierseg.taxonomy import HiersegError, Taxonomy, load_spec
 from hierseg.taxonomy.annotations import read_label, remap_folder
 from hierseg.taxonomy.export import export_lut
-from hierseg.taxonomy.labelstats import folder_stats
+from hierseg.taxonomy.labelstats import folder_stats, stats_frames
 from hierseg.taxonomy.neurons import NeuronGraph
 from hierseg.taxonomy.translate import translation
 from tests.conftest import run_cli
@@ -168,6 +168,12 @@ def test_folder_stats_counts_pixels_images_and_activated_neurons(tmp_path, graph
     assert stats["activated_neurons_per_image"]["max"] == max(per_image)
     assert stats["activated_neurons_per_image"]["mean"] == round(sum(per_image) / 3, 3)
     assert stats["activated_neurons_per_batch"]["max"] == len(on("road", "car", "sky_stuff"))
+
+    frames = stats_frames(stats)  # the same tables for a notebook, indexed by label id and by concept
+    assert frames["labels"].loc[c["road"], ["name", "pixels", "images"]].tolist() == ["road", 30, 2]
+    assert frames["labels"].pixels.sum() == stats["pixels"] and frames["labels"].pixel_freq.sum() == pytest.approx(1)
+    assert frames["concepts"].loc["entity", "pixels"] == 45
+    assert stats_frames({**stats, "concepts": []})["concepts"].empty  # a folder of ignore pixels only
 
     Image.fromarray(np.array([[40]], np.uint8)).save(tmp_path / "d.png")
     with pytest.raises(HiersegError, match=r"d\.png: value 40 is not a cityscapes label id"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hierseg.taxonomy import HiersegError, Taxonomy, load_spec
-from hierseg.taxonomy.export import export_lut, translation_rows
+from hierseg.taxonomy.export import export_lut
 from hierseg.taxonomy.labelspace import TREE_IGNORE
 from hierseg.taxonomy.overlaps import check_overlaps
 from hierseg.taxonomy.translate import RELATIONS, translation
@@ -109,6 +109,22 @@ def test_cityscapes_to_mapillary_road_is_finer_ambiguous(real):
     assert rel[c["static"]] == (65, "none")
 
 
+def test_a_translation_as_a_dataframe(real):
+    """What a notebook user filters: Mapillary's labels that become Cityscapes' road, and the counts per relation."""
+    m, c = ids("mapillary"), ids("cityscapes")
+    table = translation(real, "mapillary", "cityscapes")
+    frame = table.to_frame()
+    assert list(frame.index) == [e.source_id for e in table.entries]
+    assert list(frame.columns) == ["source_name", "source_concept", "target_id", "target_name", "target_concept",
+                                   "relation", "overlaps"]
+    to_road = frame.query("relation == 'coarser' and target_name == 'road'")
+    assert {m[name] for name in ("marking--general", "construction--flat--bike-lane")} <= set(to_road.index)
+    assert (to_road.target_id == c["road"]).all()
+    # Cityscapes' sidewalk holds the curb; its terrain "may also include a possibly adjacent curb": an overlap
+    assert frame.loc[m["construction--barrier--curb"], "overlaps"] == f"{c['terrain']} terrain"
+    assert frame.relation.value_counts().to_dict() == dict(table.counts)
+
+
 def test_ade20k_animal_against_coco_stuff_animals(real):
     a, k = ids("ade20k"), ids("coco_stuff")
     animals = [name for name, i in k.items()
@@ -136,7 +152,7 @@ def test_toy_overlap_replaces_the_tree_relation_both_ways(toy):
     assert {k: v for k, v in relations(to_coarse).items() if k != 5} == {k: v for k, v in plain.items() if k != 5}
     assert relations(translation(tax, "fine", "nested")) == relations(translation(toy, "fine", "nested"))
     assert relations(translation(tax, "fine", "tree")) == relations(translation(toy, "fine", "tree"))
-    rows = translation_rows(to_coarse)
+    rows = to_coarse.rows()
     assert [r["overlaps"] for r in rows if r["source_id"] == 5] == ["4 sky"]
     assert all(r["overlaps"] == "" for r in rows if r["source_id"] != 5)
     assert check_overlaps(tax.artifact, tax) == []

@@ -1,4 +1,5 @@
-"""Measuring activation memory: bytes of the tensors autograd saves for backward."""
+"""Measuring activation memory: bytes of the tensors autograd saves for backward (a bench instrument, used by
+``dsspn_bench.py``, through it ``gpu_check.py``, and the memory-efficient block's test; not part of the library)."""
 
 from __future__ import annotations
 
