@@ -85,9 +85,11 @@ def _zero_shot(model, extended, path: Path, dataset: str | None, projection: Pro
             raise HiersegError(f"dataset {dataset!r} is in neither the checkpoint's tree nor this one (it covers "
                                f"{', '.join(extended.datasets)})")
         if dataset not in (None, TREE):
-            Predictor(model, resolve_space(model, dataset, extended, rule), None, extended, rule)
+            projection = Predictor(model, resolve_space(model, dataset, extended, rule), None, extended, rule).projection
+            return None if projection is None else projection.reach
     except HiersegError as exc:
         raise HiersegError(f"{path}: {exc}") from None
+    return None
 
 
 def _table(report, per_class: bool) -> None:
@@ -263,8 +265,11 @@ def predict(
     extended = _extended(taxonomy_path)
     model, taxonomy, _ = _load(checkpoint, dataset, "prediction", trust=trust_checkpoint)
     if extended is not None:
-        _zero_shot(model, extended, taxonomy_path, dataset, projection)
+        reach = _zero_shot(model, extended, taxonomy_path, dataset, projection)
         taxonomy = extended
+        if reach is not None and reach.unreachable:
+            typer.echo(f"note: this model never predicts {len(reach.unreachable)} of {dataset}'s labels: "
+                       f"{', '.join(u.name for u in reach.unreachable)}", err=True)
     progress, task = _progress(len(files), "predict")
     with progress:
         written = predict_images(model, images, out, dataset, options=options, device=device, taxonomy=taxonomy,

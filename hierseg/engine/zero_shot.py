@@ -87,7 +87,7 @@ class Projection:
             raise HiersegError(f"dataset {dataset!r}: none of its labels is reachable by this model (first: "
                                f"{first.name!r}, concept {first.concept!r}: {first.reason})")
         if self.reach.unreachable:
-            log.info("%s: %d of %d labels unreachable", dataset, len(self.reach.unreachable), len(self.reach.labels))
+            log.debug("%s: %d of %d labels unreachable", dataset, len(self.reach.unreachable), len(self.reach.labels))
 
     @staticmethod
     def _flat_concepts(model: Segmenter) -> tuple[str, ...] | None:
