@@ -121,7 +121,8 @@ class Predictor:
         # A dataset the model never trained on goes through the tree (the "sum" rule by default); a trained one
         # only when a rule is asked for, else the model's own decoding, as always.
         self.projection: Projection | None = None
-        if self.dataset is not None and (projection is not None or self.dataset not in self.model.label_spaces):
+        held_out = self.dataset not in self.model.label_spaces and self.model.raw_classes is None
+        if self.dataset is not None and (projection is not None or held_out):
             self.projection = Projection(self.model, self.dataset, taxonomy if taxonomy is not None else
                                          Taxonomy.load(), projection or "sum")
         if self.options.flip and not self.scored:
