@@ -2,7 +2,8 @@
 datasets, scored with no further training on datasets they never saw, each in its own ids, through the tree.
 
     python bench/zero_shot_bench.py [--budget tiny|default] [--seeds 0] [--held-out cityscapes]
-                                    [--tests cityscapes pascal_voc camvid kitti] [--save RUN.json] [--timing]
+                                    [--tests cityscapes pascal_voc camvid kitti] [--save RUN.json]
+                                    [--load RUN.json ...] [--timing]
 
 All data is synthesised (``hierseg.data.synth``: the same fine scenes labelled at each dataset's granularity). Rows:
 
@@ -221,6 +222,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--work", type=Path, default=None, help="folder for data (default: a temporary one)")
     parser.add_argument("--save", type=Path, default=None)
+    parser.add_argument("--load", type=Path, nargs="+", default=[], help="results saved by --save: their seeds are "
+                        "reported, not retrained (same budget and tests assumed)")
     parser.add_argument("--timing", action="store_true", help="only the projection's cost (no training)")
     parser.add_argument("--timing-n", type=int, default=8)
     parser.add_argument("--timing-size", type=int, default=512)
@@ -242,7 +245,10 @@ def main() -> None:
             return
         print(f"budget {args.budget}: {args.steps} steps of batch {args.batch}, crop {args.crop}, images "
               f"{args.size}x{args.size}, {args.n} per split; held out: {args.held_out}", flush=True)
-        results = {seed: run(args, seed, work, tree) for seed in args.seeds}
+        results = {int(k): v for path in args.load for k, v in json.loads(path.read_text()).items()}
+        for seed in args.seeds:
+            if seed not in results:
+                results[seed] = run(args, seed, work, tree)
         if args.save:
             args.save.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
         table(results, args.tests)
