@@ -1,7 +1,7 @@
 """Zero-shot transfer through the tree in MSeg's form (issue 21): models trained on three of the four built-in
 datasets, scored with no further training on datasets they never saw, each in its own ids, through the tree.
 
-    python bench/zero_shot_bench.py [--budget tiny|default] [--seeds 0] [--held-out cityscapes]
+    python bench/zero_shot_bench.py [--budget tiny|small|default] [--seeds 0] [--held-out cityscapes]
                                     [--tests cityscapes pascal_voc camvid kitti] [--save RUN.json]
                                     [--load RUN.json ...] [--timing]
 
@@ -57,9 +57,10 @@ ADDED = ("pascal_voc", "camvid", "kitti")
 RULES = ("sum", "argmax")
 SHORT = {"coco_stuff": "COCO", "ade20k": "ADE", "cityscapes": "CS", "mapillary": "MV", "pascal_voc": "VOC",
          "camvid": "CamVid", "kitti": "KITTI"}
-BUDGETS = {  # smoke: checks the script runs; tiny: what a loaded 2-core CPU affords; default: universal_bench's sizes
+BUDGETS = {  # smoke: checks the script runs; tiny, small: what a loaded 2-core CPU affords; default: universal_bench's
     "smoke": dict(steps=2, size=48, crop=40, n=2, batch=2),
     "tiny": dict(steps=60, size=64, crop=56, n=12, batch=4),
+    "small": dict(steps=180, size=64, crop=56, n=16, batch=4),
     "default": dict(steps=300, size=128, crop=112, n=64, batch=8),
 }
 

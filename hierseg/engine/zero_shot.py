@@ -74,7 +74,9 @@ class Projection:
             values = output_values(taxonomy, self.space, concepts, self.background)
             produced = values[values >= 0]
             self.labels = np.array(sorted(set(produced.tolist())), dtype=np.int64)  # the values the sum can give
-            self._matrix = projection_matrix(values, self.labels)  # (labels, outputs)
+            self._matrix = projection_matrix(values, self.labels)  # (labels, outputs): MSeg's 0/1 matrix
+            self._kept = np.flatnonzero(values >= 0)  # outputs in some label's extent, and the row each adds to
+            self._rows = np.searchsorted(self.labels, values[self._kept])
             self._lut = np.where(values >= 0, values, self.ignore)  # output -> value (argmax rule)
             self.flat = True
         else:
@@ -121,10 +123,15 @@ class Projection:
         """``(B, H, W)`` target ids from a flat model's ``(B, outputs, H, W)`` logits or log-probabilities."""
         if self.rule == "argmax":
             return self._tensor("lut", self._lut, scores.device)[scores.argmax(1)]
-        probs = scores.float().softmax(1)
-        matrix = self._tensor("matrix", self._matrix, scores.device)
-        labels = torch.einsum("lo,bohw->blhw", matrix, probs)
-        return self._tensor("labels", self.labels, scores.device)[labels.argmax(1)]
+        # The matrix product with the 0/1 matrix, as one scatter-add of the kept outputs into their label's row: a
+        # pass over the outputs, not labels x outputs multiply-adds per pixel. Unnormalised probabilities: every
+        # label's sum shares the softmax's denominator, which cannot change the argmax.
+        scores = scores.float()
+        probs = (scores - scores.amax(1, keepdim=True)).exp_()
+        kept = self._tensor("kept", self._kept, scores.device)
+        sums = probs.new_zeros(probs.shape[0], len(self.labels), *probs.shape[2:])
+        sums.index_add_(1, self._tensor("rows", self._rows, scores.device), probs.index_select(1, kept))
+        return self._tensor("labels", self.labels, scores.device)[sums.argmax(1)]
 
     @torch.no_grad()
     def predict(self, image: torch.Tensor) -> torch.Tensor:

@@ -130,6 +130,13 @@ def test_sum_and_argmax_differ_where_a_label_holds_several_outputs(extended):
     image = torch.zeros(1, 3, 1, 2)
     assert Projection(model, "held", extended, "sum").predict(image).tolist() == [[[2, 1]]]  # vehicle, animal
     assert Projection(model, "held", extended, "argmax").predict(image).tolist() == [[[3, 255]]]  # car, none
+    # on any scores, the sum rule is the argmax of the hand-made 0/1 matrix times the probabilities
+    torch.manual_seed(0)
+    logits = 3 * torch.randn(2, len(OUTPUTS), 5, 7)
+    labels = [1, 2, 3, 5]  # the reachable ones
+    matrix = torch.tensor([[float(v == label) for v in BY_HAND] for label in labels])
+    expected = torch.tensor(labels)[torch.einsum("lo,bohw->blhw", matrix, logits.softmax(1)).argmax(1)]
+    assert torch.equal(Projection(model, "held", extended, "sum").decode(logits), expected)
 
 
 def test_labels_outside_the_models_outputs_are_unreachable(extended):
