@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from hierseg.cli.choices import Format, choices
+from hierseg.cli.choices import Format, ProjectionRule, choices
 from hierseg.core.errors import HiersegError
 
 Mode = choices("Mode", "whole", "slide")
@@ -29,6 +29,15 @@ ShortOption = Annotated[int | None, typer.Option(min=1, help="Resize the short s
 DeviceOption = Annotated[str | None, typer.Option(help="cuda, cuda:1 or cpu (default: cuda when available).")]
 MaxPixelsOption = Annotated[int, typer.Option(min=1, help="Images whose model input has more pixels run in --crop "
                                               "windows even in --mode whole, so memory stays bounded (0 < N).")]
+TaxonomyOption = Annotated[Path | None, typer.Option("--taxonomy", help="A superset of the checkpoint's tree "
+                                                     "(taxonomy build --add): --dataset may then be a dataset it "
+                                                     "added, scored zero-shot through the tree.")]
+ProjectionOption = Annotated[ProjectionRule | None, typer.Option(help="How a universal model's outputs become "
+                                                                 "--dataset's labels: sum (probabilities summed over "
+                                                                 "each label's extent; DSSPN: the dataset's decision "
+                                                                 "plan) or argmax (the tree's answer, then translated)."
+                                                                 " Default: sum on a dataset the model never trained "
+                                                                 "on, the model's own decoding on one it did.")]
 
 
 def _check_checkpoint(path: Path) -> None:
@@ -49,6 +58,38 @@ def _load(path: Path, dataset: str | None = None, what: str = "evaluation", trus
         typer.echo(f"warning: {path} was trained on {', '.join(trained)}, not {dataset}: this is cross-dataset "
                    f"{what}", err=True)
     return model, taxonomy, payload
+
+
+def _extended(path: Path | None):
+    """The tree of ``--taxonomy``, read before any model is built (a bad file costs no model loading)."""
+    if path is None:
+        return None
+    from hierseg.taxonomy.tree import Taxonomy
+
+    return Taxonomy.load(path)
+
+
+def _zero_shot(model, extended, path: Path, dataset: str | None, projection: ProjectionRule | None):
+    """Check ``--taxonomy`` against the checkpoint and ``--dataset``: every problem is one line naming the file."""
+    from hierseg.engine.evaluate import Predictor, resolve_space
+    from hierseg.engine.zero_shot import model_taxonomy
+    from hierseg.taxonomy.labelspace import TREE
+    from hierseg.taxonomy.projection import check_superset
+
+    rule = projection.value if projection is not None else None
+    try:
+        tree = model_taxonomy(model)
+        if tree is not None:
+            check_superset(tree, extended)
+        if dataset not in (None, TREE) and dataset not in extended.datasets and dataset not in model.label_spaces:
+            raise HiersegError(f"dataset {dataset!r} is in neither the checkpoint's tree nor this one (it covers "
+                               f"{', '.join(extended.datasets)})")
+        if dataset not in (None, TREE):
+            projection = Predictor(model, resolve_space(model, dataset, extended, rule), None, extended, rule).projection
+            return None if projection is None else projection.reach
+    except HiersegError as exc:
+        raise HiersegError(f"{path}: {exc}") from None
+    return None
 
 
 def _table(report, per_class: bool) -> None:
@@ -112,6 +153,8 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
     device: DeviceOption = None,
     trust_checkpoint: TrustOption = False,
+    taxonomy_path: TaxonomyOption = None,
+    projection: ProjectionOption = None,
 ) -> None:
     """Score a checkpoint, or a folder of predictions made elsewhere, on a dataset split in the dataset's own ids:
     mIoU, pixel and class-average accuracy, mIoU at each level of the tree, how severe the mistakes are (levels up
@@ -129,9 +172,15 @@ def evaluate(
     if space is not None and space not in (*DATASETS, TREE):
         raise HiersegError(f"--space {space}: not a label space of the tree; choose one of {', '.join((*DATASETS, TREE))}")
     if predictions is not None:
+        if taxonomy_path is not None or projection is not None:
+            raise HiersegError("--taxonomy and --projection apply to a checkpoint, not to --predictions")
         load_spec(dataset)  # predictions are scored through the shipped tree: a built-in dataset
     if checkpoint is not None:
         _check_checkpoint(checkpoint)
+    extended = _extended(taxonomy_path)
+    if extended is not None and dataset not in (*DATASETS, *extended.datasets):
+        raise HiersegError(f"{taxonomy_path}: dataset {dataset!r} is in neither the checkpoint's tree nor this one "
+                           f"(it covers {', '.join(extended.datasets)})")
     if not dataset_root(dataset, root).is_dir():
         raise HiersegError(f"{root}: no such dataset root")
     if format is Format.table and out is not None:
@@ -155,11 +204,15 @@ def evaluate(
     options = InferenceOptions(mode.value, crop, stride, flip, short, max_pixels)
     device = parse_device(device)  # before the model is built: no device, no work
     model, taxonomy, payload = _load(checkpoint, dataset, trust=trust_checkpoint)
+    if extended is not None:
+        _zero_shot(model, extended, taxonomy_path, dataset, projection)
+        taxonomy = extended
     progress, task = _progress(limit, "eval")
     with progress:
         report = run_evaluation(model, dataset, root, split, options=options, batch_size=batch_size, workers=workers,
                                 device=device, taxonomy=taxonomy, limit=limit,
-                                on_batch=lambda n: progress.advance(task, n))
+                                on_batch=lambda n: progress.advance(task, n),
+                                projection=projection.value if projection is not None else None)
     _report(report, format, out, per_class)
     from hierseg.engine.tensorboard import log_evaluation
 
@@ -194,6 +247,8 @@ def predict(
     max_pixels: MaxPixelsOption = MAX_PIXELS,
     device: DeviceOption = None,
     trust_checkpoint: TrustOption = False,
+    taxonomy_path: TaxonomyOption = None,
+    projection: ProjectionOption = None,
 ) -> None:
     """Write a label PNG (the dataset's ids, or tree concept indices) and a colour overlay for each image."""
     _check_checkpoint(checkpoint)
@@ -207,10 +262,18 @@ def predict(
     files = collect_images(images)  # before loading the model: a missing image fails fast
     options = InferenceOptions(mode.value, crop, stride, flip, short, max_pixels)
     device = parse_device(device)
+    extended = _extended(taxonomy_path)
     model, taxonomy, _ = _load(checkpoint, dataset, "prediction", trust=trust_checkpoint)
+    if extended is not None:
+        reach = _zero_shot(model, extended, taxonomy_path, dataset, projection)
+        taxonomy = extended
+        if reach is not None and reach.unreachable:
+            typer.echo(f"note: this model never predicts {len(reach.unreachable)} of {dataset}'s labels: "
+                       f"{', '.join(u.name for u in reach.unreachable)}", err=True)
     progress, task = _progress(len(files), "predict")
     with progress:
         written = predict_images(model, images, out, dataset, options=options, device=device, taxonomy=taxonomy,
-                                 overlays=overlays, alpha=alpha, on_image=lambda _: progress.advance(task))
+                                 overlays=overlays, alpha=alpha, on_image=lambda _: progress.advance(task),
+                                 projection=projection.value if projection is not None else None)
     what = "label maps and overlays" if overlays else "label maps"
     typer.echo(f"wrote {len(written)} {what} under {out}")

@@ -12,6 +12,10 @@ reaches (``hierseg models info --dataset D`` reports them).
   An unlabelled concept with one child and no neuron passes the pixel on to that child (no decision is needed).
 - For the tree (``dataset=None``), every output may be chosen and a pixel rests where the last decision put it:
   tree-space output is the deepest concept a neuron decided, never a guess further down a single-child chain.
+- For a dataset the model never trained on (:func:`extent_plan`, zero-shot through the tree): a neuron may choose
+  every output whose concepts lie in some label's extent, and a pixel rests as soon as everything below it belongs
+  to one label (no decision further down can change the answer). The top-down counterpart of summing a flat
+  model's probabilities over each label's extent.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hierseg.taxonomy.labelspace import LabelSpace
 from hierseg.taxonomy.neurons import NeuronGraph
+from hierseg.taxonomy.translate import owners
 
 
 @dataclass(frozen=True)
@@ -117,14 +123,65 @@ def decision_plan(graph: NeuronGraph, dataset: str | None = None) -> DecisionPla
     for c in graph.concepts:
         n = graph.index.get(c)
         stop[idx[c]] = n is None or not allowed[n].any()
-    target = np.zeros((len(graph), width), dtype=np.int64)
-    is_self = np.zeros((len(graph), width), dtype=bool)
-    for n in graph.neurons:
-        target[n.index, : len(n.outputs)] = [idx[c] for c in n.outputs]
-        if n.has_self:
-            is_self[n.index, n.self_index] = True
-    concept = np.array([idx[n.concept] for n in graph.neurons], dtype=np.int64)
+    target, is_self, concept = _wiring(graph)
     plan = DecisionPlan(dataset, int(settle[idx[tax.root]]), settle, stop, allowed, target, is_self, concept, label)
     for array in (settle, stop, allowed, target, is_self, concept, label):
         array.setflags(write=False)
     return plan
+
+
+def extent_plan(graph: NeuronGraph, space: LabelSpace, background: int | None = None) -> DecisionPlan:
+    """The plan of top-down inference into a dataset the graph's datasets do not include, read through extents.
+
+    ``space``'s concepts must be the graph's (:func:`hierseg.taxonomy.projection.restrict`). Each concept belongs
+    to the label whose extent holds it (:func:`hierseg.taxonomy.translate.owners`), or to ``background`` (VOC's 0),
+    or to none. A neuron may choose a child whose subtree holds a concept some label owns, and its self output
+    where its own concept is owned; a pixel stops at a concept below which every owned concept has its owner.
+    Unlike :func:`decision_plan`, no output the model learned is closed because the target does not name it: a
+    model's ``bus`` still leads to a target's ``vehicle`` when the target labels ``car`` apart.
+    """
+    tax = graph.taxonomy
+    idx = graph.concept_index
+    owner = owners(tax, space)
+    empty = -1 if background is None else background
+    value = np.array([empty if owner[c] is None else owner[c] for c in graph.concepts], dtype=np.int64)
+    below: dict[str, set[int]] = {}  # the values owned in each concept's subtree
+    for c in reversed(graph.concepts):  # artifact order: children after parents
+        values = {int(value[idx[c]])} - {-1}
+        for child in tax.children(c):
+            values |= below[child]
+        below[c] = values
+    width = graph.max_outputs
+    allowed = np.zeros((len(graph), width), dtype=bool)
+    for n in graph.neurons:
+        allowed[n.index, : len(n.children)] = [bool(below[c]) for c in n.children]
+        if n.has_self:
+            allowed[n.index, n.self_index] = value[idx[n.concept]] >= 0
+    settled = [below[c] == {int(value[idx[c]])} for c in graph.concepts]  # one answer, whatever lies below
+    settle = np.arange(len(graph.concepts), dtype=np.int64)
+    for c in graph.concepts:
+        cur = c
+        while cur not in graph.index and not settled[idx[cur]] and len(tax.children(cur)) == 1:
+            cur = tax.children(cur)[0]
+        settle[idx[c]] = idx[cur]
+    stop = np.array([settled[i] or c not in graph.index or not allowed[graph.index[c]].any()
+                     for i, c in enumerate(graph.concepts)], dtype=bool)
+    label = np.where(value >= 0, value, space.ignore).astype(np.int64)
+    target, is_self, concept = _wiring(graph)
+    plan = DecisionPlan(space.name, int(settle[idx[tax.root]]), settle, stop, allowed, target, is_self, concept, label)
+    for array in (settle, stop, allowed, target, is_self, concept, label):
+        array.setflags(write=False)
+    return plan
+
+
+def _wiring(graph: NeuronGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each neuron's outputs send a pixel, which output is its self output, and each neuron's concept."""
+    width = graph.max_outputs
+    target = np.zeros((len(graph), width), dtype=np.int64)
+    is_self = np.zeros((len(graph), width), dtype=bool)
+    for n in graph.neurons:
+        target[n.index, : len(n.outputs)] = [graph.concept_index[c] for c in n.outputs]
+        if n.has_self:
+            is_self[n.index, n.self_index] = True
+    concept = np.array([graph.concept_index[n.concept] for n in graph.neurons], dtype=np.int64)
+    return target, is_self, concept

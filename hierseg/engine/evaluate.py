@@ -71,13 +71,22 @@ class InferenceOptions:
         return self.stride or max(1, self.crop * 2 // 3)
 
 
-def resolve_space(model: Segmenter, dataset: str | None) -> str:
+def resolve_space(model: Segmenter, dataset: str | None, taxonomy: Taxonomy | None = None,
+                  projection: str | None = None) -> str:
     """The label space predictions will be in: ``dataset``, the tree, or raw class indices.
 
     No dataset means the model's only dataset for a single-dataset flat model, raw class indices for a raw-class
-    model, and the tree for a universal model (several datasets, or a model that is not flat, like DSSPN).
+    model, and the tree for a universal model (several datasets, or a model that is not flat, like DSSPN). A
+    dataset the model never trained on but ``taxonomy`` covers (a superset of the model's tree) is predicted through
+    the tree (:mod:`hierseg.engine.zero_shot`): by a universal model always, by a single-dataset one when a
+    ``projection`` rule is asked for.
     """
     spaces = tuple(model.label_spaces)
+    model = unwrap(model)
+    if (dataset not in (None, TREE) and dataset not in spaces and taxonomy is not None
+            and dataset in taxonomy.datasets and model.raw_classes is None
+            and (model.default_space == TREE or projection is not None)):
+        return dataset
     if dataset is None:
         return model.default_space
     if dataset == TREE:
@@ -86,7 +95,8 @@ def resolve_space(model: Segmenter, dataset: str | None) -> str:
                                "concepts; pass --dataset with one of its datasets")
         return TREE
     if dataset not in DATASETS and dataset not in spaces:  # an unknown name is a one-line error listing the datasets
-        raise HiersegError(f"unknown dataset {dataset!r}; choose one of {', '.join(dict.fromkeys([*DATASETS, *spaces]))}")
+        raise HiersegError(f"unknown dataset {dataset!r}; choose one of {', '.join(dict.fromkeys([*DATASETS, *spaces]))} "
+                           "(or give the tree a dataset was added to: --taxonomy EXTENDED.json)")
     if spaces and dataset not in spaces:
         raise HiersegError(f"this checkpoint predicts {', '.join(spaces)}, not {dataset!r}; "
                            f"pass --dataset {spaces[0] if len(spaces) == 1 else 'with one of them'}")
@@ -97,7 +107,9 @@ class Predictor:
     """Label ids of one label space (a dataset, ``tree`` or ``classes``) for a batch of normalised images."""
 
     def __init__(self, model: Segmenter | nn.Module, space: str, options: InferenceOptions | None = None,
-                 taxonomy: Taxonomy | None = None) -> None:
+                 taxonomy: Taxonomy | None = None, projection: str | None = None) -> None:
+        from hierseg.engine.zero_shot import Projection
+
         self.model = unwrap(model)
         self.space = space
         self.options = options or InferenceOptions()
@@ -105,6 +117,18 @@ class Predictor:
         self.dataset = None if space in (TREE, CLASSES) else space
         self.slid = 0  # images above max_pixels, run in windows whatever the mode
         self._class_ids: torch.Tensor | None = None
+        self._background: torch.Tensor | None = None
+        # A dataset the model never trained on goes through the tree (the "sum" rule by default); a trained one
+        # only when a rule is asked for, else the model's own decoding, as always.
+        self.projection: Projection | None = None
+        held_out = self.dataset not in self.model.label_spaces and self.model.raw_classes is None
+        if self.dataset is not None and (projection is not None or held_out):
+            self.projection = Projection(self.model, self.dataset, taxonomy if taxonomy is not None else
+                                         Taxonomy.load(), projection or "sum")
+        if self.options.flip and not self.scored:
+            raise HiersegError("flip averaging needs class scores; this model only predicts labels (drop --flip)")
+        if self.projection is not None:
+            return
         raw = self.model.raw_classes
         if raw is not None and self.dataset is not None:
             # A raw-class model's class c is the dataset's c-th evaluated label: Cityscapes' trainIds, ADE20K's
@@ -114,8 +138,6 @@ class Predictor:
                 raise HiersegError(f"this checkpoint has {raw} raw classes but {self.dataset} "
                                    f"evaluates {len(ids)}; it cannot be scored in {self.dataset}'s ids")
             self._class_ids = torch.tensor(ids, dtype=torch.int64)
-        if self.options.flip and not self.scored:
-            raise HiersegError("flip averaging needs class scores; this model only predicts labels (drop --flip)")
         self._background = self._background_lut(taxonomy)
         if self._background is not None:
             self.dataset = None  # predict tree concepts, then map them (below)
@@ -127,6 +149,9 @@ class Predictor:
         restricted to the dataset's own labels it never could."""
         if self.dataset is None or taxonomy is None or self.model.default_space != TREE:
             return None
+        from hierseg.engine.zero_shot import model_taxonomy
+
+        taxonomy = model_taxonomy(self.model) or taxonomy  # its concept indices are those of the model's own tree
         background = taxonomy.artifact.get("datasets", {}).get(self.dataset, {}).get("background")
         if background is None:
             return None
@@ -192,7 +217,7 @@ class Predictor:
             return self._decode_resized(probs, size)
         # log of the averaged probabilities is a valid logit vector (its softmax gives them back), so any decode,
         # plain argmax or a sum of leaf probabilities per dataset label, sees the average it expects.
-        return self.model.decode(probs.clamp_min(1e-12).log(), self.dataset)
+        return self._decode(probs.clamp_min(1e-12).log())
 
     def _decode_resized(self, probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """``decode`` of ``probs`` resized bilinearly to ``size`` (the labels' size, after ``short``), in bands of
@@ -207,7 +232,7 @@ class Predictor:
         band = max(1, _BAND_FLOATS // (per_row * (2 + math.ceil(scale))))
         if band >= height:
             probs = F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
-            return self.model.decode(probs.clamp_min(1e-12).log(), self.dataset)
+            return self._decode(probs.clamp_min(1e-12).log())
         ids = torch.empty(probs.shape[0], height, width, dtype=torch.int64, device=probs.device)
         for top in range(0, height, band):
             ys = ((torch.arange(top, min(height, top + band), device=probs.device) + 0.5) * scale - 0.5).clamp_min(0)
@@ -219,12 +244,19 @@ class Predictor:
                                  align_corners=False)
             rows = wide[..., y0 - first, :] * (1 - weight) + wide[..., y1 - first, :] * weight
             del wide
-            ids[:, top:top + len(ys)] = self.model.decode(rows.clamp_min(1e-12).log(), self.dataset)
+            ids[:, top:top + len(ys)] = self._decode(rows.clamp_min(1e-12).log())
         return ids
+
+    def _decode(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.projection is not None:
+            return self.projection.decode(scores)
+        return self.model.decode(scores, self.dataset)
 
     def _window_ids(self, window: torch.Tensor) -> torch.Tensor:
         if self.scored and self.options.flip:
-            return self.model.decode(self._probabilities(window).clamp_min(1e-12).log(), self.dataset)
+            return self._decode(self._probabilities(window).clamp_min(1e-12).log())
+        if self.projection is not None:
+            return self.projection.predict(window)
         return self.model.predict(window, self.dataset)
 
     def _from_ids(self, image: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -262,12 +294,15 @@ def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str = "val", *,
              options: InferenceOptions | None = None, batch_size: int = 1, workers: int = 0,
              device: str | torch.device | None = None, taxonomy: Taxonomy | None = None, limit: int | None = None,
-             on_batch: Callable[[int], None] | None = None) -> EvalReport:
+             on_batch: Callable[[int], None] | None = None, projection: str | None = None) -> EvalReport:
     """Score ``model`` on ``split`` of ``dataset_name`` under ``root`` (official layout), in the dataset's ids.
 
     ``taxonomy`` (default: the shipped tree) gives each class its concept, for the per-level mIoU and the mistakes'
     severity (:mod:`hierseg.evaluation.scoring` lists every score; ``report.scalars()`` gives them flat);
     ``limit`` evaluates only the first images; ``on_batch(n)`` is called after each batch of ``n`` images.
+    A dataset the model never trained on (``taxonomy`` then a superset of its tree that covers it) is predicted
+    through the tree by ``projection`` (``sum``, the default there, or ``argmax``: :mod:`hierseg.engine.zero_shot`),
+    and the report gains a ``reach`` section: the labels the model cannot output, and mIoU over the others.
     The model is left in the train/eval mode it came in.
     """
     from torch.utils.data import DataLoader, Subset
@@ -278,7 +313,7 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
     options = options or InferenceOptions()
     if batch_size < 1 or workers < 0 or (limit is not None and limit < 1):
         raise HiersegError("batch size and limit must be at least 1, workers at least 0")
-    space = resolve_space(model, dataset_name)
+    space = resolve_space(model, dataset_name, taxonomy, projection)
     split = resolve_split(dataset_name, split, taxonomy)
     data = open_split(dataset_name, root, split, taxonomy=taxonomy, transform=EvalTransform(options.short))
     rank, world = rank_and_world_size()
@@ -293,7 +328,7 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
     images = torch.zeros((), dtype=torch.int64, device=device)
     start = time.perf_counter()
     with evaluating(model, device) as module:
-        predictor = Predictor(module, space, options, taxonomy)
+        predictor = Predictor(module, space, options, taxonomy, projection)
         batches = iter(loader)
         try:
             with torch.inference_mode():
@@ -312,10 +347,23 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
                 shutdown()
     if world > 1:
         torch.distributed.all_reduce(images)
+    tally = Tally.of_ids(classes, matrix.reduced().cpu().numpy(), tree)
+    return _report(tally, predictor, options, split, int(images), time.perf_counter() - start, batch_size)
+
+
+def _report(tally: Tally, predictor: Predictor, options: InferenceOptions, split: str, images: int, seconds: float,
+            batch_size: int) -> EvalReport:
+    """The report, with the settings that produced it and, through a projection, the labels it cannot reach."""
     settings = {"mode": options.mode, "flip": options.flip, "short": options.short, "batch_size": batch_size}
     if options.mode == "slide" or predictor.slid:
         settings.update(crop=options.crop, stride=options.window_stride)
     if predictor.slid:
         settings.update(max_pixels=options.max_pixels, slid=predictor.slid)
-    tally = Tally.of_ids(classes, matrix.reduced().cpu().numpy(), tree)
-    return report_of(tally, split, int(images), time.perf_counter() - start, settings)
+    extra = ()
+    if predictor.projection is not None:
+        from hierseg.evaluation.reach import reach_score
+        from hierseg.evaluation.scoring import flat_metrics
+
+        settings["projection"] = predictor.projection.rule
+        extra = (reach_score(flat_metrics(tally), predictor.projection.reach, predictor.projection.rule),)
+    return report_of(tally, split, images, seconds, settings, extra)

@@ -70,22 +70,24 @@ def label_dtype(space: str, pal: Palette) -> np.dtype:
 def predict_images(model: nn.Module, inputs: Sequence[str | Path], out: str | Path, dataset: str | None = None, *,
                    options: InferenceOptions | None = None, device: str | torch.device | None = None,
                    taxonomy: Taxonomy | None = None, overlays: bool = True, alpha: float = 0.5,
-                   on_image: Callable[[Path], None] | None = None) -> list[Prediction]:
+                   on_image: Callable[[Path], None] | None = None, projection: str | None = None) -> list[Prediction]:
     """Predict every image of ``inputs`` into ``out``; ``dataset`` picks the label space (``"tree"`` for concept
-    indices; default: the model's own dataset, or the tree for a universal model)."""
+    indices; default: the model's own dataset, or the tree for a universal model). A dataset the model never
+    trained on, which ``taxonomy`` covers, is predicted through the tree by ``projection``
+    (:mod:`hierseg.engine.zero_shot`)."""
     if not 0.0 <= alpha <= 1.0:
         raise HiersegError(f"alpha must be between 0 and 1, not {alpha}")
     images = collect_images(inputs)
     module = unwrap(model)
-    space = resolve_space(module, dataset)
+    space = resolve_space(module, dataset, taxonomy, projection)
     pal = palette(space, taxonomy, module.raw_classes if space == CLASSES else None)
     dtype = label_dtype(space, pal)
     device = parse_device(device)
     transform = EvalTransform((options or InferenceOptions()).short)
     out = Path(out)
     written: list[Prediction] = []
+    predictor = Predictor(module, space, options, taxonomy, projection)  # refuses before anything is written
     with evaluating(module, device), writing_into(out):  # labels/ and overlays/ below it: real folders only
-        predictor = Predictor(module, space, options, taxonomy)
         for path, rel in images:
             image = read_image(path)
             tensor = transform.image(image)[None].to(device)

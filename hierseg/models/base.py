@@ -10,7 +10,10 @@ The engine and the CLI know a model only through this class and the registry:
   :attr:`~Segmenter.default_space` (the tree's concept indices for a universal model);
 - ``param_groups()``: ``{"backbone": [...], "head": [...]}``, pretrained and newly initialised parameters, for the
   two learning rates of the paper's schedule;
-- ``describe(dataset)``: the figures ``hierseg models info`` reports.
+- ``describe(dataset)``: the figures ``hierseg models info`` reports;
+- ``tree``, ``output_concepts``, ``decision_graph`` and ``decide(image, plan)``: what zero-shot prediction into a
+  dataset the model never trained on reads (:mod:`hierseg.engine.zero_shot`): the tree the model was built on,
+  the concept each class score stands for (flat models), or the neuron graph whose decisions a plan drives (DSSPN).
 
 A model with class scores (the flat families) also has ``class_scores(image)`` and ``decode(scores, dataset)``, so
 that evaluation can average probabilities over windows and flips before deciding; DSSPN decides top-down inside
@@ -27,8 +30,11 @@ from torch import nn
 
 from hierseg.models.backbone import Backbone, ResNetStages
 from hierseg.models.layers import count_params, resize
-from hierseg.models.outputs import DatasetClasses, Outputs, RawClasses
+from hierseg.models.outputs import DatasetClasses, LeafClasses, Outputs, RawClasses
+from hierseg.taxonomy.decisions import DecisionPlan
 from hierseg.taxonomy.labelspace import TREE
+from hierseg.taxonomy.neurons import NeuronGraph
+from hierseg.taxonomy.tree import Taxonomy
 
 CLASSES = "classes"  # the label space of a raw-class model given no dataset: its class indices
 
@@ -73,6 +79,26 @@ class Segmenter(nn.Module, ABC):
     def class_scores(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` class scores at the image's size (models with :attr:`has_class_scores`)."""
         raise NotImplementedError(f"{type(self).__name__} predicts labels only; it has no class scores")
+
+    @property
+    def tree(self) -> Taxonomy | None:
+        """The tree whose concepts the model's outputs are (None: raw class indices)."""
+        return None
+
+    @property
+    def output_concepts(self) -> tuple[str, ...] | None:
+        """The concept each of :meth:`class_scores`' channels stands for, in :attr:`tree` (None: not a flat model
+        on the tree)."""
+        return None
+
+    @property
+    def decision_graph(self) -> NeuronGraph | None:
+        """The neuron graph whose top-down decisions :meth:`decide` follows (None: the model decides no plan)."""
+        return None
+
+    def decide(self, image: torch.Tensor, plan: DecisionPlan) -> torch.Tensor:
+        """``(B, H, W)`` concept indices (into ``decision_graph.concepts``) by top-down decisions under ``plan``."""
+        raise NotImplementedError(f"{type(self).__name__} follows no decision plan")
 
     def decode(self, scores: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
         """Ids of ``dataset`` (or :attr:`default_space`) from :meth:`class_scores`-shaped log-probabilities."""
@@ -119,6 +145,19 @@ class FlatSegmenter(Segmenter):
     @property
     def raw_classes(self) -> int | None:
         return self.outputs.num_outputs if isinstance(self.outputs, RawClasses) else None
+
+    @property
+    def tree(self) -> Taxonomy | None:
+        graph = getattr(self.outputs, "graph", None)
+        return None if graph is None else graph.taxonomy
+
+    @property
+    def output_concepts(self) -> tuple[str, ...] | None:
+        if isinstance(self.outputs, LeafClasses):
+            return self.outputs.concepts
+        if isinstance(self.outputs, DatasetClasses):  # each output is one of the dataset's labels
+            return tuple(self.outputs.space.concepts[int(v)] for v in self.outputs.ids)
+        return None
 
     @property
     def has_class_scores(self) -> bool:

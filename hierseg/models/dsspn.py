@@ -98,24 +98,40 @@ class DSSPN(Segmenter):
 
     @torch.no_grad()
     def infer(self, h0: torch.Tensor, size: tuple[int, int], dataset: str | None = None,
-              rule: str | None = None) -> torch.Tensor:
+              rule: str | None = None, plan: PlanTensors | None = None) -> torch.Tensor:
         """Per-pixel concept indices (into ``graph.concepts``) at ``size`` by top-down hierarchical inference.
 
         ``rule`` (default: the model's ``inference``): ``"greedy"`` follows each neuron's most probable allowed
         output (the paper); ``"path"`` picks, per pixel, the label whose decisions have the highest summed
-        log-probability.
+        log-probability. ``plan``: another plan's tables (a held-out dataset's, :mod:`hierseg.engine.zero_shot`)
+        instead of ``dataset``'s.
         """
         rule = rule or self.inference
         if rule not in INFERENCE_RULES:
             raise HiersegError(f"inference must be one of {', '.join(map(repr, INFERENCE_RULES))}, not {rule!r}")
         infer = greedy if rule == "greedy" else best_path
-        return infer(self.head, h0, tuple(size), self._plan_on(dataset, h0.device))
+        return infer(self.head, h0, tuple(size), plan if plan is not None else self._plan_on(dataset, h0.device))
 
     def _plan_on(self, dataset: str | None, device: torch.device) -> PlanTensors:
         key = (dataset, str(device))
         if key not in self._plan_tensors:
             self._plan_tensors[key] = PlanTensors.of(self.plan(dataset), device)
         return self._plan_tensors[key]
+
+    @property
+    def tree(self) -> Any:
+        return self.graph.taxonomy
+
+    @property
+    def decision_graph(self) -> Any:
+        return self.graph
+
+    @torch.no_grad()
+    def decide(self, image: torch.Tensor, plan: DecisionPlan) -> torch.Tensor:
+        key = (f"plan:{id(plan)}", str(image.device))
+        if self._plan_tensors.get(key, None) is None or self._plan_tensors[key].plan is not plan:
+            self._plan_tensors[key] = PlanTensors.of(plan, image.device)
+        return self.infer(self.root_features(image), image.shape[-2:], plan=self._plan_tensors[key])
 
     @torch.no_grad()
     def predict(self, image: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
