@@ -145,17 +145,15 @@ def _apply_merge(nodes: dict[str, _Node], merge: MergeSpec, problems: list[str])
         node.exception, node.not_below, node.shares_synset = item.exception, dict(item.not_below), dict(item.shares_synset)
     for item in merge.kept:
         where = merge.where(item.line)
-        node = nodes.get(item.id)
-        if node is None or not node.coco:
-            problems.append(f"{where}: only a COCO-Stuff concept the merge does not place can be kept, not {item.id!r}")
+        node = _coco_node(nodes, item.id, "kept", where, problems)
+        if node is None:
             continue
         node.where, node.reason, node.exception = where, item.reason, item.exception
         node.not_below, node.shares_synset = dict(item.not_below), dict(item.shares_synset)
     for item in merge.removed:
         where = merge.where(item.line)
-        node = nodes.get(item.id)
-        if node is None or not node.coco:
-            problems.append(f"{where}: only a COCO-Stuff concept the merge does not place can be removed, not {item.id!r}")
+        node = _coco_node(nodes, item.id, "removed", where, problems)
+        if node is None:
             continue
         if node.children and not item.lift:
             problems.append(f"{where}: cannot remove {item.id!r}, it still has children ({', '.join(node.children)}); "
@@ -175,6 +173,15 @@ def _apply_merge(nodes: dict[str, _Node], merge: MergeSpec, problems: list[str])
         if item.parent in gone:
             problems.append(f"{merge.where(item.line)}: {item.id!r} is placed under {item.parent!r}, which line "
                             f"{gone[item.parent]} removes")
+
+
+def _coco_node(nodes: dict[str, _Node], concept: str, verb: str, where: str, problems: list[str]) -> _Node | None:
+    """The node of a COCO-Stuff concept the merge leaves where COCO put it; else a problem and None."""
+    node = nodes.get(concept)
+    if node is None or not node.coco:
+        problems.append(f"{where}: only a COCO-Stuff concept the merge does not place can be {verb}, not {concept!r}")
+        return None
+    return node
 
 
 def _map_labels(nodes: dict[str, _Node], merge: MergeSpec, specs: dict[str, DatasetSpec], problems: list[str]) -> None:
