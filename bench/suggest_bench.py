@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "taxonomy" / "data"
@@ -90,7 +91,7 @@ def main() -> None:
     from hierseg.taxonomy import Taxonomy
     from hierseg.taxonomy.labeltable import normalize, read_label_table
     from hierseg.taxonomy.specs import SPEC_DIR
-    from hierseg.taxonomy.suggest import Suggester, key_accuracy, suggest_table
+    from hierseg.taxonomy.suggest import Suggester, suggest_table
 
     taxonomy = Taxonomy.load()
     start = time.perf_counter()
@@ -131,30 +132,29 @@ def main() -> None:
         print("\n2. accuracy against the key         labels   top-1   top-3   names-only top-1   top-3")
         tables = {"pascal_voc2012": read_label_table(SPEC_DIR / "pascal_voc2012.csv"), "pascal_context_59": t59}
         for dataset, table in tables.items():
-            key = read_key(dataset)
-            full = key_accuracy(suggest_table(table, taxonomy, wordnet, dataset, suggester).suggestions, key)
-            base = names_only(suggester, table.labels)
-            scored = [(lab.id, ranked) for lab, ranked in zip(table.labels, base, strict=True) if lab.id in key]
-            top1 = sum(r[0] in key[i] for i, r in scored) / len(scored)
-            top3 = sum(bool(set(r) & set(key[i])) for i, r in scored) / len(scored)
-            print(f"   {dataset:30s} {full['labels']:6d}   {full['top1']:5.3f}   {full['top3']:5.3f}   "
-                  f"{top1:16.3f}   {top3:5.3f}")
-            for label_id, name, answer, accepted in full["misses"]:
-                print(f"      miss: {label_id} {name}: suggested {answer}, key {' | '.join(accepted)}")
+            accuracy_row(f"{dataset:30s}", "key", table, read_key(dataset), taxonomy, wordnet, dataset, suggester)
 
         print("\n3. accuracy against the reviewed specs      labels   top-1   top-3   names-only top-1   top-3")
         for dataset in SPECS:
             path, key = spec_key(dataset)
-            table = read_label_table(path)
-            full = key_accuracy(suggest_table(table, taxonomy, wordnet, dataset, suggester).suggestions, key)
-            base = names_only(suggester, table.labels)
-            scored = [(lab.id, ranked) for lab, ranked in zip(table.labels, base, strict=True) if lab.id in key]
-            top1 = sum(r[0] in key[i] for i, r in scored) / len(scored)
-            top3 = sum(bool(set(r) & set(key[i])) for i, r in scored) / len(scored)
-            print(f"   {dataset + ' (' + path.name + ')':38s} {full['labels']:6d}   {full['top1']:5.3f}   "
-                  f"{full['top3']:5.3f}   {top1:16.3f}   {top3:5.3f}")
-            for label_id, name, answer, accepted in full["misses"]:
-                print(f"      miss: {label_id} {name}: suggested {answer}, spec {' | '.join(accepted)}")
+            accuracy_row(f"{dataset + ' (' + path.name + ')':38s}", "spec", read_label_table(path), key, taxonomy,
+                         wordnet, dataset, suggester)
+
+
+def accuracy_row(title: str, against: str, table: Any, key: dict[int, tuple[str, ...]], taxonomy: Any, wordnet: Any,
+                 dataset: str, suggester: Any) -> None:
+    """One line of sections 2 and 3: the suggester's top-1/top-3 against ``key`` beside the names-only baseline's,
+    then its misses."""
+    from hierseg.taxonomy.suggest import key_accuracy, suggest_table
+
+    full = key_accuracy(suggest_table(table, taxonomy, wordnet, dataset, suggester).suggestions, key)
+    base = names_only(suggester, table.labels)
+    scored = [(lab.id, ranked) for lab, ranked in zip(table.labels, base, strict=True) if lab.id in key]
+    top1 = sum(r[0] in key[i] for i, r in scored) / len(scored)
+    top3 = sum(bool(set(r) & set(key[i])) for i, r in scored) / len(scored)
+    print(f"   {title} {full['labels']:6d}   {full['top1']:5.3f}   {full['top3']:5.3f}   {top1:16.3f}   {top3:5.3f}")
+    for label_id, name, answer, accepted in full["misses"]:
+        print(f"      miss: {label_id} {name}: suggested {answer}, {against} {' | '.join(accepted)}")
 
 
 if __name__ == "__main__":

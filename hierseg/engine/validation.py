@@ -26,7 +26,7 @@ from torch import nn
 from hierseg.core.errors import HiersegError
 from hierseg.engine.checkpoint import restore_rng_state, rng_state, save_checkpoint
 from hierseg.engine.config import EvalConfig
-from hierseg.engine.evaluate import EvalReport, evaluate
+from hierseg.engine.evaluate import evaluate
 from hierseg.engine.train_loop import HookBase
 from hierseg.evaluation.scoring import scalar_names
 from hierseg.taxonomy.tree import Taxonomy
@@ -38,17 +38,12 @@ LOWER_IS_BETTER = ("severity/mean",)
 logger = logging.getLogger(__name__)
 
 
-def scalars(report: EvalReport) -> dict[str, float]:
-    """``name -> value`` of one dataset's report, NaN left out (the evaluation package's ``report.scalars()``)."""
-    return report.scalars()
-
-
 def validate(model: nn.Module, dataset: str, root: Path, split: str, config: EvalConfig, device: torch.device,
              taxonomy: Taxonomy | None) -> tuple[dict[str, float], int]:
     """The one call into the engine's evaluation: ``(scalars, images)`` of ``model`` on ``split`` of ``dataset``."""
     report = evaluate(model, dataset, root, split, batch_size=config.batch_size, device=device, taxonomy=taxonomy,
                       limit=config.limit)
-    return scalars(report), report.images
+    return report.scalars(), report.images
 
 
 def combine(per_dataset: dict[str, dict[str, float]]) -> dict[str, float]:

@@ -9,7 +9,7 @@ import pytest
 
 from hierseg.data.synth import synthesize
 from hierseg.engine.evaluate import evaluate, resolve_split
-from hierseg.engine.metrics import EvalClasses
+from hierseg.evaluation.metrics import EvalClasses
 from hierseg.taxonomy import HiersegError, Taxonomy
 from hierseg.taxonomy.extend import extend_artifact, load_addition
 from hierseg.taxonomy.specs import SPEC_DIR
