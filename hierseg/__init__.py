@@ -1,3 +1,3 @@
 """hierseg: hierarchical, multi-dataset semantic segmentation."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

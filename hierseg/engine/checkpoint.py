@@ -45,6 +45,7 @@ from hierseg.core.errors import HiersegError
 from hierseg.core.io import atomic_write_bytes, read_bytes
 from hierseg.core.jsontext import parse_json
 from hierseg.engine.distributed import unwrap
+from hierseg.models.base import Segmenter
 from hierseg.taxonomy.tree import Taxonomy
 
 FORMAT = "hierseg-checkpoint/2"
@@ -63,6 +64,8 @@ def save_checkpoint(path: str | Path, name: str, kwargs: dict[str, Any], model: 
     """Write a checkpoint atomically; ``model`` may be DDP-wrapped."""
     module = unwrap(model)
     state = module.state_dict()
+    if isinstance(module, Segmenter):
+        kwargs = {**kwargs, **module.recorded_kwargs()}
     payload = {"model": {"name": name, "kwargs": kwargs},
                "taxonomy": taxonomy.artifact if taxonomy is not None else None,
                "state_dict": dict(state), "state_dict_versions": dict(getattr(state, "_metadata", None) or {}),
@@ -321,13 +324,18 @@ def trained_datasets(payload: dict[str, Any]) -> tuple[str, ...] | None:
         return None
 
 
+# What a checkpoint that does not record an argument (``Segmenter.recorded_kwargs``) was built with: the default of
+# the hierseg that wrote it, not today's.
+_UNRECORDED: dict[str, dict[str, Any]] = {"dsspn": {"classifier": "sigmoid"}}
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu", *,
                trust: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint and load its weights; returns ``(model, checkpoint dict)``."""
-    from hierseg.models.registry import create_model
+    from hierseg.models.registry import create_model, model_family
 
     payload = read_checkpoint(path, map_location, trust=trust)
-    kwargs = dict(payload["model"]["kwargs"])
+    kwargs = {**_UNRECORDED.get(model_family(payload["model"]["name"]), {}), **payload["model"]["kwargs"]}
     if payload.get("taxonomy") is not None:
         kwargs["taxonomy"] = Taxonomy(payload["taxonomy"])
     kwargs.pop("backbone_weights", None)  # the weights below replace the pre-trained ones

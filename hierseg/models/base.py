@@ -80,6 +80,11 @@ class Segmenter(nn.Module, ABC):
         """``(B, C, H, W)`` class scores at the image's size (models with :attr:`has_class_scores`)."""
         raise NotImplementedError(f"{type(self).__name__} predicts labels only; it has no class scores")
 
+    def recorded_kwargs(self) -> dict[str, Any]:
+        """Arguments a checkpoint records even where they were left at their default: those whose default changed
+        once, so that a file keeps its meaning when the default moves (see ``hierseg.engine.checkpoint``)."""
+        return {}
+
     @property
     def tree(self) -> Taxonomy | None:
         """The tree whose concepts the model's outputs are (None: raw class indices)."""

@@ -6,8 +6,10 @@ concept with at least two children, and every concept a dataset labels while the
 get a *self* output, "this concept itself", so that a dataset's coarse or nested labels can be predicted).
 
 Training (3.3-3.5): each image activates the neurons on the paths to its labelled concepts; a neuron runs once per
-batch on exactly the images that activate it; each neuron learns a per-output binary cross-entropy restricted to
-the outputs the batch's dataset defines (concept mask, 3.4), on labels subsampled to the feature resolution (4.1).
+batch on exactly the images that activate it; each neuron learns a cross-entropy over the outputs the batch's dataset
+defines (concept mask, 3.4), on labels subsampled to the feature resolution (4.1). ``classifier="sigmoid"`` (the
+default of hierseg 0.2 and earlier) learns a per-output binary cross-entropy instead: softmax was ahead on Cityscapes and
+Mapillary over two seeds (``bench/universal_bench.md``, issue 24).
 
 Inference (:mod:`hierseg.models.topdown`): top-down from the root over the outputs the target dataset allows, by the
 paper's greedy rule (the default) or the most probable path (``inference="path"``); with per-pixel loss weighting
@@ -15,8 +17,8 @@ greedy was ahead in 7 of 8 one-seed comparisons and even over two seeds (``bench
 
 Variants (paper's ablations): ``m`` in {32, 48, 64}; ``dense=False`` (a neuron reads its parent's features only);
 ``combine="sum"`` (ancestor features summed instead of concatenated: the root features are first projected to m
-channels by one shared 1x1 convolution so that the sum is defined); ``classifier="softmax"`` (cross-entropy over
-the defined outputs); ``structure="fixed"`` (every neuron the dataset supervises runs on every image). Training
+channels by one shared 1x1 convolution so that the sum is defined); ``classifier="sigmoid"`` (binary cross-entropy per
+output); ``structure="fixed"`` (every neuron the dataset supervises runs on every image). Training
 choices measured in ``bench/universal_bench.py``: ``supervision`` (labels at the feature grid or logits upsampled
 to the labels) and ``weighting`` (per-neuron means summed, or per-pixel sums averaged over supervised pixels).
 """
@@ -46,7 +48,7 @@ class DSSPN(Segmenter):
 
     def __init__(self, taxonomy: Any = None, backbone: str = "resnet101", backbone_weights: str | None = None,
                  frozen_bn: bool = False, output_stride: int = 8, m0: int = 256, m: int = 48, dense: bool = True,
-                 combine: Literal["concat", "sum"] = "concat", classifier: Literal["sigmoid", "softmax"] = "sigmoid",
+                 combine: Literal["concat", "sum"] = "concat", classifier: Literal["sigmoid", "softmax"] = "softmax",
                  structure: Literal["dynamic", "fixed"] = "dynamic", memory_efficient: bool = True,
                  inference: Literal["greedy", "path"] = "greedy", supervision: Literal["feature", "full"] = "feature",
                  weighting: Literal["pixel", "neuron"] = "pixel") -> None:
@@ -68,6 +70,9 @@ class DSSPN(Segmenter):
     @property
     def label_spaces(self) -> tuple[str, ...]:
         return self.graph.taxonomy.datasets
+
+    def recorded_kwargs(self) -> dict[str, Any]:
+        return {"classifier": self.head.classifier}  # hierseg 0.2's files do not name it: sigmoid
 
     def root_features(self, image: torch.Tensor) -> torch.Tensor:
         return self.transition(self.backbone(image)[-1])

@@ -44,7 +44,7 @@ class NeuronHead(nn.Module):
     """The semantic neuron graph over root features ``h0`` (``(B, m0, h, w)``)."""
 
     def __init__(self, graph: NeuronGraph, m0: int = 256, m: int = 48, dense: bool = True,
-                 combine: Literal["concat", "sum"] = "concat", classifier: Literal["sigmoid", "softmax"] = "sigmoid",
+                 combine: Literal["concat", "sum"] = "concat", classifier: Literal["sigmoid", "softmax"] = "softmax",
                  memory_efficient: bool = True) -> None:
         super().__init__()
         if combine not in ("concat", "sum"):

@@ -226,3 +226,26 @@ def test_a_dsspn_checkpoint_without_self_outputs_is_a_one_line_error(tmp_path):
     old.write_bytes(encode_payload(payload))
     with pytest.raises(HiersegError, match=r"tensors of dsspn_resnet18 as built now are missing from the file"):
         load_model(old)
+
+
+def test_a_dsspn_checkpoint_keeps_the_classifier_it_was_trained_with(tmp_path):
+    """softmax became DSSPN's default (issue 24): files name their classifier; one that does not is sigmoid."""
+    torch.manual_seed(0)
+    tax = toy_taxonomy()
+    kwargs = {"m": 4, "m0": 8, "inference": "path"}  # the path rule adds scores, so the classifier shows in labels
+    model = create_model("dsspn_resnet18", taxonomy=tax, **kwargs).eval()
+    assert model.head.classifier == "softmax"
+    path = save_checkpoint(tmp_path / "model.pt", "dsspn_resnet18", kwargs, model, tax)
+    assert read_checkpoint(path)["model"]["kwargs"]["classifier"] == "softmax"
+    assert load_model(path)[0].head.classifier == "softmax"
+
+    sigmoid = create_model("dsspn_resnet18", taxonomy=tax, classifier="sigmoid", **kwargs).eval()
+    payload = read_checkpoint(save_checkpoint(tmp_path / "s.pt", "dsspn_resnet18", kwargs, sigmoid, tax))
+    del payload["model"]["kwargs"]["classifier"]  # as hierseg 0.2 wrote it
+    old = tmp_path / "old.pt"
+    old.write_bytes(encode_payload(payload))
+    loaded = load_model(old)[0].eval()
+    assert loaded.head.classifier == "sigmoid"
+    image = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.predict(image), sigmoid.predict(image))

@@ -72,7 +72,7 @@ def reference_loss(h: NeuronHead, h0: torch.Tensor, label: torch.Tensor, dataset
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"memory_efficient": False}, {"dense": False}, {"combine": "sum"},
-                                    {"classifier": "softmax"}])
+                                    {"classifier": "sigmoid"}])
 @pytest.mark.parametrize(("dataset", "weighting"), [("fine", "pixel"), ("nested", "pixel"), ("fine", "neuron")])
 def test_dynamic_batching_equals_one_image_at_a_time(graph: NeuronGraph, kwargs: dict, dataset: str,
                                                      weighting: str) -> None:
@@ -99,8 +99,10 @@ def test_dynamic_batching_equals_one_image_at_a_time(graph: NeuronGraph, kwargs:
             torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
-def test_neurons_outside_the_sub_graph_and_masked_children_get_zero_gradient(graph: NeuronGraph) -> None:
-    h = head(graph)
+@pytest.mark.parametrize("classifier", ["softmax", "sigmoid"])
+def test_neurons_outside_the_sub_graph_and_masked_children_get_zero_gradient(graph: NeuronGraph,
+                                                                            classifier: str) -> None:
+    h = head(graph, classifier=classifier)
     # 'coarse' labels animal (0) and road (3): root, things and stuff run; animal and road are labelled as a whole,
     # so their neurons stay off, and vehicle is absent.
     label = torch.zeros(2, 8, 8, dtype=torch.long)
@@ -115,15 +117,17 @@ def test_neurons_outside_the_sub_graph_and_masked_children_get_zero_gradient(gra
     assert all(p.grad.abs().sum() > 0 for n in ("root", "things") for p in h.neurons[graph.index[n]].parameters())
 
     # 'nested' labels vehicle and car only: the root's 'stuff' output and the things neuron's 'animal' output are
-    # undefined there and must learn nothing, while the defined outputs do learn.
+    # undefined there and must learn nothing, while the defined outputs do learn; under softmax a neuron with one
+    # defined output has nothing to choose between (its cross-entropy is 0), so that output learns nothing either.
     h.zero_grad()
     label = torch.ones(2, 8, 8, dtype=torch.long)
     label[:, :3] = 0
     loss, _ = h.loss(h0, label, "nested")
     loss.backward()
-    for neuron, child, defined in (("root", "stuff", False), ("root", "things", True), ("things", "animal", False),
-                                   ("things", "vehicle", True), ("vehicle", "car", True), ("vehicle", "bus", False),
-                                   ("vehicle", "vehicle", True)):
+    alone = classifier == "softmax"
+    for neuron, child, defined in (("root", "stuff", False), ("root", "things", not alone),
+                                   ("things", "animal", False), ("things", "vehicle", not alone),
+                                   ("vehicle", "car", True), ("vehicle", "bus", False), ("vehicle", "vehicle", True)):
         k = graph[neuron].outputs.index(child)
         layer = h.neurons[graph.index[neuron]].predict
         assert bool(layer.weight.grad[k].any()) is defined and bool(layer.bias.grad[k] != 0) is defined
@@ -236,7 +240,7 @@ def test_inference_decides_per_pixel(rule: str) -> None:
     assert torch.equal(concepts, expected) and len(concepts.unique()) == 2
 
 
-VARIANTS = [{"m": 32}, {"m": 64}, {"dense": False}, {"combine": "sum"}, {"classifier": "softmax"},
+VARIANTS = [{"m": 32}, {"m": 64}, {"dense": False}, {"combine": "sum"}, {"classifier": "sigmoid"},
             {"structure": "fixed"}, {"memory_efficient": False}, {"weighting": "neuron"}, {"supervision": "full"},
             {"inference": "greedy"}]
 
