@@ -30,9 +30,9 @@ from PIL import Image
 from hierseg.data.layouts import locate, recodes, split_labels
 from hierseg.evaluation.score import score_predictions
 from hierseg.taxonomy import Taxonomy, load_spec
-from hierseg.taxonomy.annotations import remap_folder
-from hierseg.taxonomy.export import export_lut
-from hierseg.taxonomy.labelstats import folder_stats
+from hierseg.taxonomy.authoring.export import export_lut
+from hierseg.taxonomy.authoring.labelstats import folder_stats
+from hierseg.taxonomy.authoring.remap import remap_folder
 from hierseg.taxonomy.neurons import NeuronGraph
 from hierseg.taxonomy.translate import translation
 

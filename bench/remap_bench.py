@@ -21,8 +21,9 @@ import numpy as np
 from PIL import Image
 
 from hierseg.taxonomy import Taxonomy
-from hierseg.taxonomy.annotations import list_label_files, remap_folder
-from hierseg.taxonomy.export import export_lut
+from hierseg.taxonomy.annotations import list_label_files
+from hierseg.taxonomy.authoring.export import export_lut
+from hierseg.taxonomy.authoring.remap import remap_folder
 from hierseg.taxonomy.neurons import NeuronGraph
 from hierseg.taxonomy.subgraph import activated_neurons
 from hierseg.taxonomy.translate import translation

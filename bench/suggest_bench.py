@@ -52,7 +52,7 @@ SPECS = ("pascal_voc", "camvid", "kitti", "wilddash", "scannet", "pascal_context
 
 def spec_key(name: str):
     """A reviewed spec as a key: its table, and per label the one answer the spec gives."""
-    from hierseg.taxonomy.extend import load_addition
+    from hierseg.taxonomy.authoring.extend import load_addition
     from hierseg.taxonomy.specs import SPEC_DIR
 
     addition = load_addition(SPEC_DIR / f"{name}.yaml")
@@ -65,7 +65,7 @@ def spec_key(name: str):
 
 def names_only(suggester, labels) -> list[tuple[str, ...]]:
     """The baseline: the concepts whose own or dataset-label names equal the label's name (first three)."""
-    from hierseg.taxonomy.labeltable import normalize
+    from hierseg.taxonomy.authoring.labeltable import normalize
 
     out = []
     for label in labels:
@@ -83,15 +83,15 @@ def main() -> None:
     args = parser.parse_args()
 
     start = time.perf_counter()
-    from hierseg.taxonomy.wordnet import load_wordnet
+    from hierseg.taxonomy.authoring.wordnet import load_wordnet
 
     wordnet = load_wordnet()
     wordnet.synsets("dog")  # nltk reads its index lazily: the first lookup is part of loading
     load_s = time.perf_counter() - start
     from hierseg.taxonomy import Taxonomy
-    from hierseg.taxonomy.labeltable import normalize, read_label_table
+    from hierseg.taxonomy.authoring.labeltable import normalize, read_label_table
+    from hierseg.taxonomy.authoring.suggest import Suggester, suggest_table
     from hierseg.taxonomy.specs import SPEC_DIR
-    from hierseg.taxonomy.suggest import Suggester, suggest_table
 
     taxonomy = Taxonomy.load()
     start = time.perf_counter()
@@ -145,7 +145,7 @@ def accuracy_row(title: str, against: str, table: Any, key: dict[int, tuple[str,
                  dataset: str, suggester: Any) -> None:
     """One line of sections 2 and 3: the suggester's top-1/top-3 against ``key`` beside the names-only baseline's,
     then its misses."""
-    from hierseg.taxonomy.suggest import key_accuracy, suggest_table
+    from hierseg.taxonomy.authoring.suggest import key_accuracy, suggest_table
 
     full = key_accuracy(suggest_table(table, taxonomy, wordnet, dataset, suggester).suggestions, key)
     base = names_only(suggester, table.labels)

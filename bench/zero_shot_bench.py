@@ -67,9 +67,9 @@ BUDGETS = {  # smoke: checks the script runs; tiny, small: what a loaded 2-core 
 
 def extended_tree(out: Path) -> tuple[Taxonomy, Path]:
     """The shipped tree with VOC, CamVid and KITTI added from their specs (what ``taxonomy build --add`` writes)."""
-    from hierseg.taxonomy.build import build_artifact
-    from hierseg.taxonomy.extend import extend_artifact, load_addition
-    from hierseg.taxonomy.wordnet import load_wordnet
+    from hierseg.taxonomy.authoring.build import build_artifact
+    from hierseg.taxonomy.authoring.extend import extend_artifact, load_addition
+    from hierseg.taxonomy.authoring.wordnet import load_wordnet
 
     wordnet = load_wordnet()
     artifact = extend_artifact(build_artifact(wordnet=wordnet), [load_addition(SPEC_DIR / f"{d}.yaml") for d in ADDED],

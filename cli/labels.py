@@ -72,7 +72,7 @@ def export(
 ) -> None:
     """Export a label map, or the translation to another dataset or the tree with each label's relation."""
     from hierseg.cli.output import emit
-    from hierseg.taxonomy.export import export_labels
+    from hierseg.taxonomy.authoring.export import export_labels
 
     if format is LabelFormat.npy and out is None:
         raise HiersegError("--format npy writes binary data; name a file with --out")
@@ -99,7 +99,7 @@ def remap(
     Re-running skips finished files; DST/remap_manifest.json records what made each one."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from hierseg.taxonomy.annotations import remap_folder
+    from hierseg.taxonomy.authoring.remap import remap_folder
     from hierseg.taxonomy.translate import translation
 
     graph = _graph(taxonomy)
@@ -139,7 +139,7 @@ def stats(
     taxonomy: TreeOption = None,
 ) -> None:
     """Images, pixel and image frequency per label and per concept, activated neurons per image and per batch."""
-    from hierseg.taxonomy.labelstats import folder_stats
+    from hierseg.taxonomy.authoring.labelstats import folder_stats
 
     files, recodes = _label_files(dataset, root, split, glob)
     data = folder_stats(_graph(taxonomy), dataset, root, batch_size=batch_size, seed=seed, workers=workers,

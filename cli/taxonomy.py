@@ -37,7 +37,7 @@ def build(
                                                    "taxonomy/specs/pascal_voc.yaml). Needs --out.")] = None,
 ) -> None:
     """Build the tree from the label specs, the merge spec and WordNet 3.0, validate it and write it."""
-    from hierseg.taxonomy.build import build_artifact, write_outputs
+    from hierseg.taxonomy.authoring.build import build_artifact, write_outputs
     from hierseg.taxonomy.specs import SPEC_DIR
     from hierseg.taxonomy.tree import LABEL_MAP_DIR, REPO_ROOT
 
@@ -53,8 +53,8 @@ def build(
     expect = {"expect_concepts": None, "expect_max_depth": None} if any_size else None
     artifact = build_artifact(specs or SPEC_DIR, expect=expect)  # a BuildError: main prints each problem
     if additions:
-        from hierseg.taxonomy.extend import extend_artifact
-        from hierseg.taxonomy.wordnet import load_wordnet
+        from hierseg.taxonomy.authoring.extend import extend_artifact
+        from hierseg.taxonomy.authoring.wordnet import load_wordnet
 
         artifact = extend_artifact(artifact, additions, load_wordnet(), any_size=any_size)
     if label_maps is None:
@@ -71,7 +71,7 @@ def build(
 
 def _load_additions(paths: list[Path]) -> list:
     """Every spec read and checked; the problems of all of them reported together."""
-    from hierseg.taxonomy.extend import load_addition
+    from hierseg.taxonomy.authoring.extend import load_addition
 
     additions, problems = [], []
     for path in paths:
@@ -102,11 +102,11 @@ def suggest(
     import os
 
     from hierseg.cli.output import emit
-    from hierseg.taxonomy.extend import RESERVED
-    from hierseg.taxonomy.labeltable import read_label_table
-    from hierseg.taxonomy.mergespec import concept_id
-    from hierseg.taxonomy.suggest import spec_stub, suggest_table
-    from hierseg.taxonomy.wordnet import load_wordnet
+    from hierseg.taxonomy.authoring.extend import RESERVED
+    from hierseg.taxonomy.authoring.labeltable import read_label_table
+    from hierseg.taxonomy.authoring.mergespec import concept_id
+    from hierseg.taxonomy.authoring.suggest import spec_stub, suggest_table
+    from hierseg.taxonomy.authoring.wordnet import load_wordnet
 
     taxonomy = Taxonomy.load(path)
     name = dataset or concept_id(labels.stem)
@@ -155,14 +155,14 @@ def validate(
     wordnet: Annotated[bool, typer.Option(help="Check that every synset exists in WordNet 3.0.")] = True,
 ) -> None:
     """Check a tree artifact; print one line per violation and exit 2 if there is any."""
+    from hierseg.taxonomy.authoring.validate import validate_artifact
     from hierseg.taxonomy.tree import read_artifact
-    from hierseg.taxonomy.validate import validate_artifact
 
     path = path or DEFAULT_ARTIFACT
     artifact = read_artifact(path)
     reader = None
     if wordnet:
-        from hierseg.taxonomy.wordnet import load_wordnet
+        from hierseg.taxonomy.authoring.wordnet import load_wordnet
 
         reader = load_wordnet()
     problems = validate_artifact(artifact, expect_concepts=None if any_size else expect_concepts,
@@ -220,7 +220,7 @@ def stats(
 
     ``placements weak`` counts the placements checked only against object.n.01 or entity.n.01.
     """
-    from hierseg.taxonomy.stats import tree_stats
+    from hierseg.taxonomy.authoring.stats import tree_stats
 
     data = tree_stats(Taxonomy.load(path))
     if format is Format.json:
@@ -256,8 +256,8 @@ def compare(
 ) -> None:
     """Cross-check the tree against MSeg: per universal class one concept, nested or unrelated, and every
     cross-dataset label pair MSeg calls one class that the tree keeps unrelated (with why, where known)."""
-    from hierseg.taxonomy.compare import compare as run_compare
-    from hierseg.taxonomy.compare import load_notes, pair_rows, read_mseg
+    from hierseg.taxonomy.authoring.compare import compare as run_compare
+    from hierseg.taxonomy.authoring.compare import load_notes, pair_rows, read_mseg
 
     taxonomy = Taxonomy.load(path)
     classes = read_mseg(mseg)  # a CompareError: main prints each problem
@@ -303,7 +303,7 @@ def diff(
 ) -> None:
     """List what changed between two trees: each concept added, removed or moved and each dataset label whose
     concept changed, as before -> after paths."""
-    from hierseg.taxonomy.diff import diff_trees
+    from hierseg.taxonomy.authoring.diff import diff_trees
 
     rows = diff_trees(Taxonomy.load(old), Taxonomy.load(new))
     if format is Format.json:
@@ -330,7 +330,7 @@ def export(
 ) -> None:
     """Export the tree or the neuron graph with every concept's attributes and dataset labels."""
     from hierseg.cli.output import emit
-    from hierseg.taxonomy.export import export_graph
+    from hierseg.taxonomy.authoring.export import export_graph
     from hierseg.taxonomy.neurons import NeuronGraph
 
     emit(export_graph(NeuronGraph(Taxonomy.load(path)), graph.value, format.value), out)
@@ -344,7 +344,7 @@ def draw(
                                                 "each marked with its label.")] = None,
 ) -> None:
     """Render the tree, or one dataset's part of it, as an SVG or PNG picture."""
-    from hierseg.taxonomy.draw import draw_tree
+    from hierseg.taxonomy.authoring.draw import draw_tree
     from hierseg.taxonomy.neurons import NeuronGraph
 
     written = draw_tree(NeuronGraph(Taxonomy.load(path)), out, dataset)

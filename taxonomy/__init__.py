@@ -2,7 +2,7 @@
 
 Pure Python + numpy (no torch; tensor helpers accept a torch tensor duck-typed).
 Loading the built tree needs neither WordNet nor torch; building and validating
-synsets need WordNet 3.0 (see :mod:`hierseg.taxonomy.wordnet`).
+synsets need WordNet 3.0 (see :mod:`hierseg.taxonomy.authoring.wordnet`).
 """
 
 from hierseg.core.errors import HiersegError

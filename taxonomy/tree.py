@@ -101,7 +101,7 @@ class Taxonomy:
     Build one with :meth:`load`. The structure is checked here, in the one loader every command uses (one line for
     the first problem): each record's types, unique ids, known parents, one root (the declared ``root``), every
     concept below it (no parent cycle: walking up always ends) and each depth its distance from the root; so no
-    command hangs or prints half a tree. :func:`hierseg.taxonomy.validate.validate_artifact` checks the rest
+    command hangs or prints half a tree. :func:`hierseg.taxonomy.authoring.validate.validate_artifact` checks the rest
     (coverage, sizes, synsets) and lists every problem.
     """
 

@@ -17,8 +17,8 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 
 import pytest
 
-from hierseg.taxonomy.build import build_artifact
-from hierseg.taxonomy.wordnet import load_wordnet
+from hierseg.taxonomy.authoring.build import build_artifact
+from hierseg.taxonomy.authoring.wordnet import load_wordnet
 
 # The files whose tests run the CLI end to end (training, building trees, starting processes): 20-50 s a test on two
 # shared cores. Parallel workers take files in collection order (`make test`: --no-loadscope-reorder), so these go

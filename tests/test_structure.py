@@ -71,3 +71,14 @@ def test_each_layer_imports_only_the_layers_below_it():
                 if parts[0] == "hierseg" and len(parts) > 1 and parts[1] in LAYERS and parts[1] not in LAYERS[layer]:
                     offending.append(f"{path.relative_to(ROOT)}: {name}")
     assert offending == []
+
+
+def test_the_runtime_never_imports_the_authoring_tools():
+    """``hierseg.taxonomy.authoring`` (build, extend, suggest, WordNet, remap, ...) serves the CLI and benchmarks;
+    the tree's runtime core and the library (data, models, evaluation, engine) work from a built tree alone."""
+    runtime = [p for p in (ROOT / "taxonomy").rglob("*.py") if "authoring" not in p.relative_to(ROOT).parts]
+    runtime += [p for p in (ROOT / "hierseg").rglob("*.py")]
+    assert len(runtime) > 40 and (ROOT / "taxonomy" / "authoring" / "build.py").exists()
+    offending = [f"{path.relative_to(ROOT)}: {name}" for path in sorted(runtime) for name in imported_modules(path)
+                 if name == "hierseg.taxonomy.authoring" or name.startswith("hierseg.taxonomy.authoring.")]
+    assert offending == []

@@ -18,7 +18,7 @@ from hierseg.data.synth import synthesize
 from hierseg.engine.checkpoint import save_checkpoint
 from hierseg.models import create_model
 from hierseg.taxonomy import Taxonomy, load_spec
-from hierseg.taxonomy.extend import extend_artifact, load_addition
+from hierseg.taxonomy.authoring.extend import extend_artifact, load_addition
 from hierseg.taxonomy.specs import SPEC_DIR, dataset_spec
 from tests.cli.test_os_faults_cli import in_process, one_error
 

@@ -16,7 +16,7 @@ from hierseg.data.layouts import layout
 from hierseg.data.readers import folder, official, open_split
 from hierseg.data.synth import samples, scene, synthesize
 from hierseg.taxonomy import HiersegError, NeuronGraph, Taxonomy, translation
-from hierseg.taxonomy.extend import extend_artifact, load_addition
+from hierseg.taxonomy.authoring.extend import extend_artifact, load_addition
 from hierseg.taxonomy.specs import SPEC_DIR, dataset_spec
 from tests.data.test_readers import put_image
 

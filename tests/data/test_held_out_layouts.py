@@ -15,7 +15,7 @@ from hierseg.data.layouts import layout, locate, split_labels
 from hierseg.data.readers import official, open_split
 from hierseg.data.synth import samples, scene, synthesize
 from hierseg.taxonomy import HiersegError, Taxonomy, translation
-from hierseg.taxonomy.extend import extend_artifact, load_addition
+from hierseg.taxonomy.authoring.extend import extend_artifact, load_addition
 from hierseg.taxonomy.specs import SPEC_DIR, dataset_spec
 from tests.conftest import run_cli
 from tests.data import held_out_layouts as held

@@ -17,7 +17,7 @@ from hierseg.engine.palette import palette
 from hierseg.evaluation.metrics import EvalClasses
 from hierseg.models.base import Segmenter
 from hierseg.taxonomy import NeuronGraph, Taxonomy
-from hierseg.taxonomy.extend import extend_artifact, load_addition
+from hierseg.taxonomy.authoring.extend import extend_artifact, load_addition
 from hierseg.taxonomy.specs import SPEC_DIR
 
 

@@ -11,7 +11,7 @@ from hierseg.data.synth import synthesize
 from hierseg.engine.evaluate import evaluate, resolve_split
 from hierseg.evaluation.metrics import EvalClasses
 from hierseg.taxonomy import HiersegError, Taxonomy
-from hierseg.taxonomy.extend import extend_artifact, load_addition
+from hierseg.taxonomy.authoring.extend import extend_artifact, load_addition
 from hierseg.taxonomy.specs import SPEC_DIR
 from tests.engine.test_added_datasets import TreeStub
 

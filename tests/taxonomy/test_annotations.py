@@ -14,9 +14,10 @@ import pytest
 from PIL import Image
 
 from hierseg.taxonomy import HiersegError, Taxonomy, load_spec
-from hierseg.taxonomy.annotations import read_label, remap_folder
-from hierseg.taxonomy.export import export_lut
-from hierseg.taxonomy.labelstats import folder_stats, stats_frames
+from hierseg.taxonomy.annotations import read_label
+from hierseg.taxonomy.authoring.export import export_lut
+from hierseg.taxonomy.authoring.labelstats import folder_stats, stats_frames
+from hierseg.taxonomy.authoring.remap import remap_folder
 from hierseg.taxonomy.neurons import NeuronGraph
 from hierseg.taxonomy.translate import translation
 from tests.conftest import run_cli

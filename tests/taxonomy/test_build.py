@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hierseg.taxonomy.build import BuildError, build_artifact, dumps_artifact, label_map_csv
+from hierseg.taxonomy.authoring.build import BuildError, build_artifact, dumps_artifact, label_map_csv
 from hierseg.taxonomy.specs import DATASETS, SPEC_DIR, load_spec
 from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, Taxonomy
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hierseg.taxonomy import Taxonomy
-from hierseg.taxonomy.compare import COLUMNS, CompareError, compare, load_notes, read_mseg
+from hierseg.taxonomy.authoring.compare import COLUMNS, CompareError, compare, load_notes, read_mseg
 from tests.conftest import run_cli
 
 MSEG = Path(__file__).resolve().parents[1] / "fixtures" / "mseg" / "MSeg_master.tsv"

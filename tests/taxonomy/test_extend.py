@@ -11,10 +11,10 @@ import pytest
 
 from hierseg.core.errors import ProblemList
 from hierseg.taxonomy import NeuronGraph, Taxonomy, activated_batch, translation
-from hierseg.taxonomy.extend import extend_artifact, load_addition
+from hierseg.taxonomy.authoring.extend import extend_artifact, load_addition
+from hierseg.taxonomy.authoring.validate import validate_artifact
 from hierseg.taxonomy.neurons import self_concepts
 from hierseg.taxonomy.specs import SPEC_DIR, dataset_spec
-from hierseg.taxonomy.validate import validate_artifact
 from tests.conftest import run_cli
 
 VOC = SPEC_DIR / "pascal_voc.yaml"

@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 from hierseg.cli.main import app
 from hierseg.core.errors import ProblemList
 from hierseg.taxonomy import Taxonomy, translation
-from hierseg.taxonomy.compare import read_mseg
-from hierseg.taxonomy.extend import extend_artifact, load_addition
-from hierseg.taxonomy.labeltable import normalize, read_label_table
+from hierseg.taxonomy.authoring.compare import read_mseg
+from hierseg.taxonomy.authoring.extend import extend_artifact, load_addition
+from hierseg.taxonomy.authoring.labeltable import normalize, read_label_table
+from hierseg.taxonomy.authoring.suggest import Suggester, key_accuracy, suggest_table
+from hierseg.taxonomy.authoring.validate import SHIPPED_CONCEPTS, validate_artifact
 from hierseg.taxonomy.specs import SPEC_DIR, dataset_spec, load_spec
-from hierseg.taxonomy.suggest import Suggester, key_accuracy, suggest_table
-from hierseg.taxonomy.validate import SHIPPED_CONCEPTS, validate_artifact
 
 HELD_OUT = ("pascal_voc", "camvid", "kitti", "wilddash", "scannet", "pascal_context")
 MSEG = Path(__file__).resolve().parents[1] / "fixtures" / "mseg" / "MSeg_master.tsv"

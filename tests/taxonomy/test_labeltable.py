@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hierseg.core.errors import HiersegError, ProblemList
-from hierseg.taxonomy.labeltable import read_label_table
+from hierseg.taxonomy.authoring.labeltable import read_label_table
 
 
 def test_optional_columns_are_read_and_others_kept(tmp_path):

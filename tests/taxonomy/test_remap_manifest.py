@@ -18,9 +18,10 @@ from PIL import Image
 
 from hierseg.core.io import LOCK_NAME
 from hierseg.taxonomy import HiersegError, Taxonomy, load_spec
-from hierseg.taxonomy.annotations import read_label, remap_folder
-from hierseg.taxonomy.export import export_lut
-from hierseg.taxonomy.remap_manifest import MANIFEST
+from hierseg.taxonomy.annotations import read_label
+from hierseg.taxonomy.authoring.export import export_lut
+from hierseg.taxonomy.authoring.remap import remap_folder
+from hierseg.taxonomy.authoring.remap_manifest import MANIFEST
 from hierseg.taxonomy.translate import translation
 from tests.taxonomy.test_annotations import write_folder
 

@@ -9,9 +9,9 @@ import textwrap
 import pytest
 
 from hierseg.core.errors import HiersegError
-from hierseg.taxonomy.extend import load_addition
-from hierseg.taxonomy.labeltable import normalize, read_label_table
-from hierseg.taxonomy.mergespec import load_merge_spec
+from hierseg.taxonomy.authoring.extend import load_addition
+from hierseg.taxonomy.authoring.labeltable import normalize, read_label_table
+from hierseg.taxonomy.authoring.mergespec import load_merge_spec
 from hierseg.taxonomy.specs import SPEC_DIR
 
 

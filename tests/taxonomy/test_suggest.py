@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hierseg.taxonomy.extend import load_addition
-from hierseg.taxonomy.labeltable import read_label_table
+from hierseg.taxonomy.authoring.extend import load_addition
+from hierseg.taxonomy.authoring.labeltable import read_label_table
+from hierseg.taxonomy.authoring.suggest import Suggester, key_accuracy, suggest_table
 from hierseg.taxonomy.specs import SPEC_DIR, Label
-from hierseg.taxonomy.suggest import Suggester, key_accuracy, suggest_table
 from hierseg.taxonomy.tree import Taxonomy
 from tests.conftest import run_cli
 
@@ -146,7 +146,7 @@ def test_cli_table(tmp_path):
 
 
 def test_yaml_stub_is_a_spec_that_builds_once_reviewed(tmp_path, wordnet, artifact):
-    from hierseg.taxonomy.extend import extend_artifact
+    from hierseg.taxonomy.authoring.extend import extend_artifact
 
     table = tmp_path / "mine.csv"
     table.write_text("id,name\n0,background\n1,dog\n2,crate\n3,sky\n255,void\n")
@@ -170,7 +170,7 @@ def test_yaml_stub_is_a_spec_that_builds_once_reviewed(tmp_path, wordnet, artifa
 
 def test_suggest_against_an_extended_tree_knows_the_added_labels(tmp_path, wordnet, artifact):
     """An added dataset's label names become evidence too."""
-    from hierseg.taxonomy.extend import extend_artifact
+    from hierseg.taxonomy.authoring.extend import extend_artifact
 
     extended = Taxonomy(extend_artifact(artifact, [load_addition(SPEC_DIR / "pascal_voc.yaml")], wordnet))
     s = Suggester(extended, wordnet).suggest_label(Label(1, "tvmonitor"))

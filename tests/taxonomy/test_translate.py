@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hierseg.taxonomy import HiersegError, Taxonomy, load_spec
-from hierseg.taxonomy.export import export_lut
+from hierseg.taxonomy.authoring.export import export_lut
 from hierseg.taxonomy.labelspace import TREE_IGNORE
 from hierseg.taxonomy.overlaps import check_overlaps
 from hierseg.taxonomy.translate import RELATIONS, translation

@@ -7,7 +7,7 @@ import sys
 import networkx as nx
 
 from hierseg.taxonomy import Taxonomy
-from hierseg.taxonomy.stats import neurons, tree_stats
+from hierseg.taxonomy.authoring.stats import neurons, tree_stats
 from hierseg.taxonomy.tree import shipped_label_map
 
 
@@ -71,7 +71,8 @@ def test_taxonomy_and_cli_never_import_torch():
     import sys
 
     code = ("import sys, hierseg.core.errors, hierseg.core.io, hierseg.core.yamltext, hierseg.taxonomy, "
-            "hierseg.taxonomy.annotations, hierseg.taxonomy.labelstats, hierseg.taxonomy.export, hierseg.taxonomy.draw, "
+            "hierseg.taxonomy.annotations, hierseg.taxonomy.authoring.labelstats, hierseg.taxonomy.authoring.export, "
+            "hierseg.taxonomy.authoring.draw, "
             "hierseg.cli.main; print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

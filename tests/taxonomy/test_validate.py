@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hierseg.taxonomy.validate import validate_artifact
+from hierseg.taxonomy.authoring.validate import validate_artifact
 from tests.conftest import run_cli
 
 

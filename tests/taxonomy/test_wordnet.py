@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from hierseg.core.errors import HiersegError
-from hierseg.taxonomy.wordnet import DEBIAN_WORDNET, LEXNAMES, build_nltk_layout, lexnames_text
+from hierseg.taxonomy.authoring.wordnet import DEBIAN_WORDNET, LEXNAMES, build_nltk_layout, lexnames_text
 
 
 def test_lexnames_is_the_wordnet_30_list():

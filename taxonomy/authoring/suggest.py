@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hierseg.core.errors import ProblemList
-from hierseg.taxonomy.extend import TODO
-from hierseg.taxonomy.labeltable import LabelTable, normalize
-from hierseg.taxonomy.mergespec import concept_id
+from hierseg.taxonomy.authoring.extend import TODO
+from hierseg.taxonomy.authoring.labeltable import LabelTable, normalize
+from hierseg.taxonomy.authoring.mergespec import concept_id
 from hierseg.taxonomy.specs import Label, dataset_spec
 from hierseg.taxonomy.tree import Taxonomy
 

@@ -27,10 +27,10 @@ from hierseg.core.csvtext import csv_rows
 from hierseg.core.errors import HiersegError, ProblemList
 from hierseg.core.io import atomic_write_group, read_text
 from hierseg.core.yamltext import read_yaml
-from hierseg.taxonomy.mergespec import MergeSpec, concept_id, load_merge_spec
+from hierseg.taxonomy.authoring.mergespec import MergeSpec, concept_id, load_merge_spec
+from hierseg.taxonomy.authoring.validate import validate_artifact
 from hierseg.taxonomy.specs import DATASETS, SPEC_DIR, DatasetSpec, dataset_spec, load_spec
 from hierseg.taxonomy.tree import DEFAULT_ARTIFACT, FORMAT, Taxonomy
-from hierseg.taxonomy.validate import validate_artifact
 
 
 class BuildError(ProblemList):
@@ -372,7 +372,7 @@ def build_artifact(spec_dir: Path = SPEC_DIR, wordnet: Any = None, expect: dict[
     (``expect_concepts``, ``expect_max_depth``) for trees built from other specs.
     """
     if wordnet is None:
-        from hierseg.taxonomy.wordnet import load_wordnet
+        from hierseg.taxonomy.authoring.wordnet import load_wordnet
 
         wordnet = load_wordnet()
     merge = load_merge_spec(spec_dir / "merge.yaml")
@@ -461,7 +461,7 @@ def write_outputs(artifact: dict[str, Any], out: Path = DEFAULT_ARTIFACT, label_
     return atomic_write_group(files)  # one unit: a tree never sits beside label maps of another build
 
 
-# ---- entry points for adding a dataset to a built tree (taxonomy/extend.py): the builder's own checks
+# ---- entry points for adding a dataset to a built tree (taxonomy/authoring/extend.py): the builder's own checks
 
 
 def tree_nodes(artifact: dict[str, Any]) -> dict[str, _Node]:

@@ -37,10 +37,10 @@ import yaml
 from hierseg.core.errors import HiersegError, ProblemList
 from hierseg.core.io import read_text
 from hierseg.core.yamltext import compose_yaml, yaml_line, yaml_problem, yaml_value
-from hierseg.taxonomy.labeltable import LabelTable, read_label_table
-from hierseg.taxonomy.mergespec import AddedConcept, LabelMapping, MergeSpec
+from hierseg.taxonomy.authoring.labeltable import LabelTable, read_label_table
+from hierseg.taxonomy.authoring.mergespec import AddedConcept, LabelMapping, MergeSpec
+from hierseg.taxonomy.authoring.validate import SHIPPED_CONCEPTS, SHIPPED_MAX_DEPTH, validate_artifact
 from hierseg.taxonomy.specs import DATASETS
-from hierseg.taxonomy.validate import SHIPPED_CONCEPTS, SHIPPED_MAX_DEPTH, validate_artifact
 
 RESERVED = ("tree", "classes")  # label-space names that are not datasets
 # Extra table columns the extended artifact keeps; `category` groups classes for Cityscapes-style category IoU (KITTI
@@ -296,7 +296,7 @@ def extend_artifact(artifact: dict[str, Any], additions: list[DatasetAddition], 
 
     Without ``any_size``, new concepts (or a deeper tree) are a problem: the shipped tree is 359 concepts.
     """
-    from hierseg.taxonomy.build import add_concepts, check_placements, tree_nodes
+    from hierseg.taxonomy.authoring.build import add_concepts, check_placements, tree_nodes
 
     problems: list[str] = []
     nodes = tree_nodes(artifact)

@@ -35,8 +35,8 @@ def _to_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def label_rows(graph: NeuronGraph, dataset: str) -> list[dict[str, Any]]:
-    """The dataset's label map (:func:`~hierseg.taxonomy.build.label_map_rows`) plus each value's tree value."""
-    from hierseg.taxonomy.build import label_map_rows
+    """The dataset's label map (:func:`~hierseg.taxonomy.authoring.build.label_map_rows`) plus each value's tree value."""
+    from hierseg.taxonomy.authoring.build import label_map_rows
 
     rows = label_map_rows(graph.taxonomy.artifact, dataset)
     for row in rows:
