@@ -39,8 +39,9 @@ demo: setup
 	$(HIERSEG) predict --checkpoint $(DEMO)/run/model.pt --dataset cityscapes $(DEMO)/data/cityscapes/leftImg8bit/val --out $(DEMO)/predictions
 	for ds in $(DATASETS); do $(HIERSEG) eval --checkpoint $(DEMO)/run/model.pt --dataset $$ds $(DEMO)/data/$$ds || exit 1; done
 
-# The README's worked example of a dataset added to the tree: PASCAL VOC 2012 joins it (taxonomy/specs/pascal_voc.yaml),
-# and a small universal DSSPN trains on synthetic VOC + Cityscapes and is scored in VOC's own ids.
+# The worked example of a dataset added to the tree (docs/byod.md): PASCAL VOC 2012 joins it
+# (taxonomy/specs/pascal_voc.yaml), and a small universal DSSPN trains on synthetic VOC + Cityscapes and is scored in
+# VOC's own ids.
 VOC := build/voc
 voc: setup
 	$(HIERSEG) taxonomy build --add taxonomy/specs/pascal_voc.yaml --out $(VOC)/tree.json

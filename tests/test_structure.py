@@ -49,7 +49,7 @@ def test_library_code_logs_and_leaves_printing_to_the_cli():
     assert printing == []
 
 
-LAYERS = {  # a layer may import itself and the layers listed (README, "Architecture")
+LAYERS = {  # a layer may import itself and the layers listed (docs/architecture.md)
     "core": {"core"},
     "taxonomy": {"core", "taxonomy"},
     "data": {"core", "taxonomy", "data"},

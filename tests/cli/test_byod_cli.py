@@ -1,5 +1,6 @@
-"""The README's worked example, as a user runs it: PASCAL VOC 2012's labels go from `taxonomy suggest` to a spec, an
-extended tree, a few training steps of a universal DSSPN on synthetic VOC + Cityscapes, and `eval` in VOC's own ids."""
+"""The worked example of docs/byod.md, as a user runs it: PASCAL VOC 2012's labels go from `taxonomy suggest` to a
+spec, an extended tree, a few training steps of a universal DSSPN on synthetic VOC + Cityscapes, and `eval` in VOC's
+own ids."""
 
 from __future__ import annotations
 
