@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import glob
 import re
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -128,17 +127,7 @@ def _expand(path: str) -> list[str]:
 
 
 def _exists(path: str) -> bool:
-    if glob.glob(str(REPO / path)):
-        return True
-    # Until the taxonomy's authoring tools move into taxonomy/authoring/ (issue 25, on its own branch), the docs name
-    # them where they will be: accept the file at its old place, loudly, and only while taxonomy/authoring/ is absent.
-    if path.startswith("taxonomy/authoring/") and not (REPO / "taxonomy" / "authoring").is_dir():
-        name = path.removeprefix("taxonomy/authoring/")
-        old = {"remap.py": "annotations.py"}.get(name, name)
-        if glob.glob(str(REPO / "taxonomy" / old)):
-            warnings.warn(f"{path}: not moved yet (taxonomy/{old})", stacklevel=2)
-            return True
-    return False
+    return bool(glob.glob(str(REPO / path)))
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(REPO)) for d in DOCS])
