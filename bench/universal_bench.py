@@ -37,7 +37,8 @@ DeepLab universal minus one point on both datasets, universal at least single on
 labels above zero.
 
 Every row is saved with the settings it was trained with (``--save``); a row whose settings differ from the
-defaults (300 steps, lr 0.02, ``m`` 32, no ``--set``) is a *variant*, labelled by the difference
+defaults (300 steps, lr 0.02, ``m`` 32, DSSPN's defaults: softmax since hierseg 0.3, so rows saved earlier without
+a ``classifier`` are ``[classifier=sigmoid]``) is a *variant*, labelled by the difference
 (``dsspn-universal [lr=0.04]``), reported beside the default rows and against them seed by seed; so runs with
 different settings can be saved apart and reported together (``--load A.json B.json``, without ``--arms``: report
 only). ``--eval-every N`` records a learning curve (the val figures every N steps, with the model's own inference
@@ -119,7 +120,8 @@ ARMS = {arm.name: arm for arm in (
 DEFAULT_ARMS = [name for name, arm in ARMS.items() if not arm.finetune]
 # The settings a row was trained with, and the defaults its variant label is relative to. Rows saved before the
 # settings were stored (issue 12's runs) had exactly these.
-DEFAULTS = {**BUDGETS["default"], "lr": 0.02, "m": 32, "dsspn": {}}
+DSSPN_DEFAULTS = {"classifier": "softmax"}  # DSSPN's since hierseg 0.3; rows that name no classifier were sigmoid
+DEFAULTS = {**BUDGETS["default"], "lr": 0.02, "m": 32, "dsspn": DSSPN_DEFAULTS}
 FINETUNE_LR_FACTOR = 0.1  # the paper's: the rate divided by 10 for the per-dataset fine-tuning
 
 
@@ -155,7 +157,7 @@ def settings(arm: Arm, args: argparse.Namespace) -> dict[str, Any]:
     """What an arm's figures depend on besides the seed (stored with them, and named in the variant label)."""
     out = {key: getattr(args, key) for key in ("steps", "size", "crop", "n", "batch", "lr")}
     if arm.model.startswith("dsspn"):
-        out.update(m=args.m, dsspn=dict(args.dsspn))
+        out.update(m=args.m, dsspn={**DSSPN_DEFAULTS, **args.dsspn})
     if arm.finetune:
         out.update(finetune_steps=finetune_steps(args), finetune_lr_factor=FINETUNE_LR_FACTOR)
     return out
@@ -170,7 +172,7 @@ def variant(values: dict[str, Any]) -> str:
     """The settings that differ from :data:`DEFAULTS`, ``""`` when none does (fine-tuning's own: when they differ
     from the paper's split)."""
     parts = [f"{k}={v}" for k, v in values.items() if k in DEFAULTS and k != "dsspn" and v != DEFAULTS[k]]
-    parts += [f"{k}={v}" for k, v in sorted(values.get("dsspn", {}).items())]
+    parts += [f"{k}={v}" for k, v in sorted(values.get("dsspn", {}).items()) if DSSPN_DEFAULTS.get(k) != v]
     if "finetune_steps" in values and (values["finetune_steps"] != values["steps"] // 4
                                        or values["finetune_lr_factor"] != FINETUNE_LR_FACTOR):
         parts += [f"finetune={values['finetune_steps']}x{values['finetune_lr_factor']}"]
@@ -184,7 +186,7 @@ def label(arm: str, var: str) -> str:
 def build(arm: Arm, args: argparse.Namespace, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)  # every arm of a family starts from the same weights
     if arm.model.startswith("dsspn"):
-        return create_model(arm.model, m=args.m, **args.dsspn)
+        return create_model(arm.model, m=args.m, **{**DSSPN_DEFAULTS, **args.dsspn})
     return create_model(arm.model, datasets=arm.datasets)
 
 
@@ -425,6 +427,9 @@ def load_results(paths: list[Path]) -> Results:
             values = row.pop("settings", None)
             if values is None:  # saved before settings were: the defaults of the time
                 values = settings(ARMS[arm], argparse.Namespace(**DEFAULTS, finetune_steps=None))
+                values["dsspn"] = {}
+            if "dsspn" in values and "classifier" not in values["dsspn"]:  # saved by hierseg 0.2: sigmoid
+                values["dsspn"] = {**values["dsspn"], "classifier": "sigmoid"}
             curve = row.pop("curve", None)
             row = {k: float(v) for k, v in row.items()}
             if curve is not None:
