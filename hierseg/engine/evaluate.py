@@ -79,10 +79,13 @@ def resolve_space(model: Segmenter, dataset: str | None, taxonomy: Taxonomy | No
     model, and the tree for a universal model (several datasets, or a model that is not flat, like DSSPN). A
     dataset the model never trained on but ``taxonomy`` covers (a superset of the model's tree) is predicted through
     the tree (:mod:`hierseg.engine.zero_shot`): by a universal model always, by a single-dataset one when a
-    ``projection`` rule is asked for.
+    ``projection`` rule is asked for. ``taxonomy`` None: the model's own tree.
     """
+    from hierseg.engine.zero_shot import evaluation_tree
+
     spaces = tuple(model.label_spaces)
     model = unwrap(model)
+    taxonomy = evaluation_tree(model, taxonomy)
     if (dataset not in (None, TREE) and dataset not in spaces and taxonomy is not None
             and dataset in taxonomy.datasets and model.raw_classes is None
             and (model.default_space == TREE or projection is not None)):
@@ -108,9 +111,10 @@ class Predictor:
 
     def __init__(self, model: Segmenter | nn.Module, space: str, options: InferenceOptions | None = None,
                  taxonomy: Taxonomy | None = None, projection: str | None = None) -> None:
-        from hierseg.engine.zero_shot import Projection
+        from hierseg.engine.zero_shot import Projection, evaluation_tree
 
         self.model = unwrap(model)
+        taxonomy = evaluation_tree(self.model, taxonomy)  # the model's own, or a checked superset of it
         self.space = space
         self.options = options or InferenceOptions()
         self.scored = self.model.has_class_scores  # class scores: averaged over windows and flips before deciding
@@ -297,8 +301,9 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
              on_batch: Callable[[int], None] | None = None, projection: str | None = None) -> EvalReport:
     """Score ``model`` on ``split`` of ``dataset_name`` under ``root`` (official layout), in the dataset's ids.
 
-    ``taxonomy`` (default: the shipped tree) gives each class its concept, for the per-level mIoU and the mistakes'
-    severity (:mod:`hierseg.evaluation.scoring` lists every score; ``report.scalars()`` gives them flat);
+    The model's own tree (``model.taxonomy``; the shipped tree for a model built on none) gives each class its
+    concept, for the per-level mIoU and the mistakes' severity (:mod:`hierseg.evaluation.scoring` lists every score;
+    ``report.scalars()`` gives them flat);
     ``limit`` evaluates only the first images; ``on_batch(n)`` is called after each batch of ``n`` images.
     A dataset the model never trained on (``taxonomy`` then a superset of its tree that covers it) is predicted
     through the tree by ``projection`` (``sum``, the default there, or ``argmax``: :mod:`hierseg.engine.zero_shot`),
@@ -309,10 +314,12 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
 
     from hierseg.data.readers import open_split
     from hierseg.data.transforms import EvalTransform
+    from hierseg.engine.zero_shot import evaluation_tree
 
     options = options or InferenceOptions()
     if batch_size < 1 or workers < 0 or (limit is not None and limit < 1):
         raise HiersegError("batch size and limit must be at least 1, workers at least 0")
+    taxonomy = evaluation_tree(model, taxonomy)
     space = resolve_space(model, dataset_name, taxonomy, projection)
     split = resolve_split(dataset_name, split, taxonomy)
     data = open_split(dataset_name, root, split, taxonomy=taxonomy, transform=EvalTransform(options.short))
@@ -322,7 +329,7 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
     loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
 
     device = torch.device(device) if device is not None else default_device()
-    tree = taxonomy if taxonomy is not None else Taxonomy.load()  # the Predictor is told only of a given one
+    tree = taxonomy if taxonomy is not None else Taxonomy.load()  # a model built on no tree: the shipped one
     classes = EvalClasses.of(dataset_name, tree)
     matrix = ConfusionMatrix(classes, device)
     images = torch.zeros((), dtype=torch.int64, device=device)

@@ -205,7 +205,7 @@ class Trainer(TrainerBase):
 
             # before the writer: the step's record carries the figures
             validation = PeriodicEval(self.config.eval, {d.name: d.root for d in self.config.data.datasets},
-                                      self.p.taxonomy, self.info.device, self.info.is_main)
+                                      self.info.device, self.info.is_main)
         return [NaNGuard(), self.skipped, validation, writer, ProgressBar(self.config.output.log_every, self.info.is_main),
                 StepCallback(self.on_step) if self.on_step is not None else None, self.signals,
                 PeriodicCheckpoint(self.config.output.checkpoint_every)]

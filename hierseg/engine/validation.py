@@ -29,20 +29,20 @@ from hierseg.engine.config import EvalConfig
 from hierseg.engine.evaluate import evaluate
 from hierseg.engine.train_loop import HookBase
 from hierseg.evaluation.scoring import scalar_names
+from hierseg.evaluation.severity import LOWER_IS_BETTER
 from hierseg.taxonomy.tree import Taxonomy
 
 MEAN = "mean"
 MEANED = ("mIoU", "pixel_acc", "mean_acc")  # names every dataset's report has
-LOWER_IS_BETTER = ("severity/mean",)
 
 logger = logging.getLogger(__name__)
 
 
-def validate(model: nn.Module, dataset: str, root: Path, split: str, config: EvalConfig, device: torch.device,
-             taxonomy: Taxonomy | None) -> tuple[dict[str, float], int]:
-    """The one call into the engine's evaluation: ``(scalars, images)`` of ``model`` on ``split`` of ``dataset``."""
-    report = evaluate(model, dataset, root, split, batch_size=config.batch_size, device=device, taxonomy=taxonomy,
-                      limit=config.limit)
+def validate(model: nn.Module, dataset: str, root: Path, split: str, config: EvalConfig,
+             device: torch.device) -> tuple[dict[str, float], int]:
+    """The one call into the engine's evaluation: ``(scalars, images)`` of ``model`` on ``split`` of ``dataset``, read
+    in the model's own tree."""
+    report = evaluate(model, dataset, root, split, batch_size=config.batch_size, device=device, limit=config.limit)
     return report.scalars(), report.images
 
 
@@ -79,9 +79,8 @@ class PeriodicEval(HookBase):
     best value and step of each stage) goes into the resume checkpoint, so a resumed run keeps the same best.pt.
     """
 
-    def __init__(self, config: EvalConfig, roots: dict[str, Path], taxonomy: Taxonomy | None, device: torch.device,
-                 is_main: bool) -> None:
-        self.config, self.roots, self.taxonomy, self.device, self.is_main = config, roots, taxonomy, device, is_main
+    def __init__(self, config: EvalConfig, roots: dict[str, Path], device: torch.device, is_main: bool) -> None:
+        self.config, self.roots, self.device, self.is_main = config, roots, device, is_main
         self.best: dict[str, dict[str, float | int]] = {}  # stage name -> {"value", "step"}
 
     def after_step(self) -> None:
@@ -100,7 +99,7 @@ class PeriodicEval(HookBase):
         try:
             for name in datasets:
                 per_dataset[name], images[name] = validate(model, name, self.roots[name], self.config.split,
-                                                           self.config, self.device, self.taxonomy)
+                                                           self.config, self.device)
         finally:
             restore_rng_state(state)
         figures = combine(per_dataset)

@@ -199,7 +199,7 @@ def real() -> NeuronGraph:
 
 def test_real_tree_every_label_of_the_four_datasets_is_expressible(real):
     datasets = ("coco_stuff", "ade20k", "cityscapes", "mapillary")
-    outputs = make_outputs(datasets=datasets, taxonomy=real)
+    outputs = make_outputs(datasets=datasets, taxonomy=real.taxonomy)
     assert isinstance(outputs, LeafClasses)
     tax = real.taxonomy
     leaves = [c for c in real.concepts if tax.is_leaf(c)]
