@@ -89,3 +89,68 @@ def test_hook_states_carry_over_a_resume():
     resumed.load_hook_states(saved)
     resumed.train(2, 4)
     assert hook.seen == [0, 1, 2, 3]
+
+
+class Reporter(HookBase):
+    """Puts a figure into the step's record, as validation does."""
+
+    def after_step(self):
+        self.trainer.storage.put_scalars("eval", {"x/mIoU": self.trainer.iter / 10})
+
+
+class Reader(HookBase):
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    def after_step(self):
+        self.records.append(dict(self.trainer.storage.latest()))
+
+
+class Recording(Counting):
+    """Puts a record per step into the storage, as the training loop does."""
+
+    def run_step(self) -> None:
+        super().run_step()
+        self.storage.begin_step(self.iter, 0, [], (), {})
+        self.storage.put_record({"step": self.iter + 1})
+
+
+def test_a_hook_reads_what_an_earlier_one_reported_in_the_step_through_the_storage():
+    trainer = Recording([])
+    reader = Reader()
+    trainer.register_hooks([Reporter(), reader])
+    trainer.train(0, 2)
+    assert reader.records == [{"step": 1, "eval": {"x/mIoU": 0.0}}, {"step": 2, "eval": {"x/mIoU": 0.1}}]
+
+
+class Flagging(HookBase):
+    def __init__(self, flags: dict[str, int]) -> None:
+        self.flags = flags
+
+    def step_flags(self):
+        return self.flags
+
+
+def test_the_trainer_collects_every_hooks_flags_without_knowing_the_hooks():
+    trainer = Counting([])
+    trainer.register_hooks([Flagging({"stop": 0}), Recorder("r", []), Flagging({"other": 2})])
+    assert trainer.step_flags() == {"stop": 0, "other": 2}
+
+
+def test_run_hooks_see_the_run_begin_and_end_with_its_outcome():
+    calls: list[str] = []
+
+    class Run(HookBase):
+        def before_run(self):
+            calls.append("before_run")
+
+        def after_run(self, completed):
+            calls.append(f"after_run({completed})")
+
+    trainer = Counting(calls, fail_at=0)
+    trainer.register_hooks([Run()])
+    trainer.before_run()
+    with pytest.raises(RuntimeError):
+        trainer.train(0, 1)
+    trainer.after_run(False)
+    assert calls == ["before_run", "after_run(False)"]
