@@ -11,10 +11,10 @@ import typer
 
 from hierseg.cli.choices import Format, ProjectionRule, choices
 from hierseg.core.errors import HiersegError
+from hierseg.engine.options import MAX_PIXELS
 
 Mode = choices("Mode", "whole", "slide")
 _DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-MAX_PIXELS = 2048 * 2048  # hierseg.engine.evaluate.MAX_PIXELS, without importing torch for --help
 
 CheckpointOption = Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file written by `hierseg train`.")]
 TrustOption = Annotated[bool, typer.Option("--trust-checkpoint", help="Also read a checkpoint without a digest (written "
@@ -193,8 +193,8 @@ def evaluate(
         return
 
     from hierseg.engine.distributed import parse_device
-    from hierseg.engine.evaluate import InferenceOptions
     from hierseg.engine.evaluate import evaluate as run_evaluation
+    from hierseg.engine.options import InferenceOptions
 
     options = InferenceOptions(mode.value, crop, stride, flip, short, max_pixels)
     device = parse_device(device)  # before the model is built: no device, no work
@@ -250,7 +250,7 @@ def predict(
         if not path.exists():
             raise HiersegError(f"{path}: no such image or folder")
     from hierseg.engine.distributed import parse_device
-    from hierseg.engine.evaluate import InferenceOptions
+    from hierseg.engine.options import InferenceOptions
     from hierseg.engine.predict import collect_images, predict_images
 
     files = collect_images(images)  # before loading the model: a missing image fails fast

@@ -20,7 +20,6 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from torch import nn
 from hierseg.core.errors import HiersegError
 from hierseg.data.layouts import resolve_split
 from hierseg.engine.distributed import default_device, evaluating, rank_and_world_size, unwrap
+from hierseg.engine.options import InferenceOptions
 from hierseg.evaluation.metrics import ConfusionMatrix, EvalClasses
 from hierseg.evaluation.report import EvalReport
 from hierseg.evaluation.scoring import report_of
@@ -40,35 +40,7 @@ from hierseg.taxonomy.labelspace import TREE
 from hierseg.taxonomy.specs import DATASETS
 from hierseg.taxonomy.tree import Taxonomy
 
-MODES = ("whole", "slide")
-MAX_PIXELS = 2048 * 2048  # Cityscapes (2048x1024), ADE20K and COCO run whole; larger images slide
 _BAND_FLOATS = 1 << 24  # class scores resized to the labels' size are decoded in bands of about this many floats
-
-
-@dataclass(frozen=True)
-class InferenceOptions:
-    """How an image is run: ``whole`` or ``slide`` (``crop``-sized windows every ``stride`` pixels, default two
-    thirds of the crop), ``flip`` averaging, and ``short``: the short side resized to this before the model (the
-    prediction is brought back to the original size)."""
-
-    mode: str = "whole"
-    crop: int = 512
-    stride: int | None = None
-    flip: bool = False
-    short: int | None = None
-    max_pixels: int | None = MAX_PIXELS  # above it, slide (bounded memory) whatever the mode; None: no limit
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise HiersegError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        for name in ("crop", "stride", "short", "max_pixels"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise HiersegError(f"{name} must be a positive number of pixels, not {value}")
-
-    @property
-    def window_stride(self) -> int:
-        return self.stride or max(1, self.crop * 2 // 3)
 
 
 def resolve_space(model: Segmenter, dataset: str | None, taxonomy: Taxonomy | None = None,
@@ -312,6 +284,7 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
     """
     from torch.utils.data import DataLoader, Subset
 
+    from hierseg.data.loader import shutdown_workers
     from hierseg.data.readers import open_split
     from hierseg.data.transforms import EvalTransform
     from hierseg.engine.zero_shot import evaluation_tree
@@ -349,9 +322,7 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
                     if on_batch is not None:
                         on_batch(image.shape[0])
         finally:
-            shutdown = getattr(batches, "_shutdown_workers", None)  # see hierseg.engine.train.shutdown_workers
-            if shutdown is not None:
-                shutdown()
+            shutdown_workers(batches)
     if world > 1:
         torch.distributed.all_reduce(images)
     tally = Tally.of_ids(classes, matrix.reduced().cpu().numpy(), tree)

@@ -22,7 +22,8 @@ from hierseg.core.io import atomic_write_bytes, writing_into
 from hierseg.data.readers import IMAGE_SUFFIXES, read_image
 from hierseg.data.transforms import EvalTransform
 from hierseg.engine.distributed import evaluating, parse_device, unwrap
-from hierseg.engine.evaluate import CLASSES, InferenceOptions, Predictor, resolve_space
+from hierseg.engine.evaluate import CLASSES, Predictor, resolve_space
+from hierseg.engine.options import InferenceOptions
 from hierseg.engine.palette import Palette, overlay, palette, present_values
 from hierseg.engine.zero_shot import evaluation_tree
 from hierseg.taxonomy.annotations import encode_label

@@ -41,6 +41,7 @@ from torch import nn
 
 from hierseg.core.errors import HiersegError
 from hierseg.core.io import atomic_write_text
+from hierseg.data.loader import shutdown_workers
 from hierseg.engine import distributed
 from hierseg.engine.checkpoint import load_backbone, read_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from hierseg.engine.config import TrainConfig
@@ -60,7 +61,7 @@ from hierseg.engine.optim import build_optimizer, learning_rates, poly_scheduler
 from hierseg.engine.preflight import LAST, ModelFn, Prepared, claim_run_dir, prepare
 from hierseg.engine.train_loop import HookBase, TrainerBase
 
-__all__ = ["Interrupted", "Stage", "StageState", "StepHook", "Trainer", "plan_stages", "shutdown_workers", "train"]
+__all__ = ["Interrupted", "Stage", "StageState", "StepHook", "Trainer", "plan_stages", "train"]
 
 StepHook = Callable[[dict[str, Any]], None]
 
@@ -131,15 +132,6 @@ def _worker_init(worker_id: int) -> None:
             pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def shutdown_workers(batches: Any) -> None:
-    """Shut a loader iterator's workers down now. After an error the traceback holds the iterator (its own frames
-    are in it) until interpreter exit, where Python terminates the workers and PyTorch's SIGCHLD handler turns
-    that into a second error; a clean shutdown first takes them off its watch list."""
-    shutdown = getattr(batches, "_shutdown_workers", None)
-    if shutdown is not None:
-        shutdown()
 
 
 def _seed_everything(seed: int) -> None:
