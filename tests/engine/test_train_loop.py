@@ -154,3 +154,24 @@ def test_run_hooks_see_the_run_begin_and_end_with_its_outcome():
         trainer.train(0, 1)
     trainer.after_run(False)
     assert calls == ["before_run", "after_run(False)"]
+
+
+def test_the_training_loop_names_hooks_only_where_it_registers_them():
+    """train.py builds its hooks in ``default_hooks`` (the metrics writer in ``_open_logs``); nowhere else does it
+    name a hook class, so it cannot read a hook's attributes or test its type."""
+    import ast
+    from pathlib import Path
+
+    import hierseg.engine.hooks as hooks
+    import hierseg.engine.validation as validation
+
+    hook_classes = {name for module in (hooks, validation) for name, value in vars(module).items()
+                    if isinstance(value, type) and issubclass(value, HookBase) and value.__module__ == module.__name__}
+    assert {"SignalStop", "SkippedSamples", "PeriodicEval", "MetricsWriter"} <= hook_classes
+    tree = ast.parse(Path(hooks.__file__).with_name("train.py").read_text(encoding="utf-8"))
+    allowed = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+               and node.name in ("default_hooks", "_open_logs")]
+    inside = {id(n) for fn in allowed for n in ast.walk(fn)}
+    named = [f"line {node.lineno}: {node.id}" for node in ast.walk(tree)
+             if isinstance(node, ast.Name) and node.id in hook_classes and id(node) not in inside]
+    assert named == []
