@@ -39,6 +39,8 @@ def make_outputs(num_classes: int | None = None, datasets: Sequence[str] | str |
             raise HiersegError("give either num_classes (raw class indices) or datasets (label spaces), not both")
         if num_classes < 1:
             raise HiersegError(f"num_classes must be at least 1, not {num_classes}")
+        if taxonomy is not None and not isinstance(taxonomy, Taxonomy):  # neuron_graph checks the same for the tree outputs
+            raise HiersegError(f"taxonomy must be a Taxonomy, not a {type(taxonomy).__name__}")
         return RawClasses(num_classes, taxonomy=taxonomy)
     if datasets is not None and len(datasets) == 0:
         raise HiersegError("datasets is empty: name at least one dataset (datasets=['cityscapes']) or give "
