@@ -11,10 +11,10 @@ import typer
 
 from hierseg.cli.choices import Format, ProjectionRule, choices
 from hierseg.core.errors import HiersegError
+from hierseg.engine.options import MAX_PIXELS
 
 Mode = choices("Mode", "whole", "slide")
 _DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-MAX_PIXELS = 2048 * 2048  # hierseg.engine.evaluate.MAX_PIXELS, without importing torch for --help
 
 CheckpointOption = Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file written by `hierseg train`.")]
 TrustOption = Annotated[bool, typer.Option("--trust-checkpoint", help="Also read a checkpoint without a digest (written "
@@ -49,15 +49,13 @@ def _check_checkpoint(path: Path) -> None:
 
 def _load(path: Path, dataset: str | None = None, what: str = "evaluation", trust: bool = False):
     from hierseg.engine.checkpoint import load_model, trained_datasets
-    from hierseg.taxonomy.tree import Taxonomy
 
-    model, payload = load_model(path, map_location="cpu", trust=trust)
-    taxonomy = Taxonomy(payload["taxonomy"]) if payload.get("taxonomy") is not None else None
+    model, payload = load_model(path, map_location="cpu", trust=trust)  # the model carries the checkpoint's tree
     trained = trained_datasets(payload)
     if dataset not in (None, "tree") and trained is not None and dataset not in trained:
         typer.echo(f"warning: {path} was trained on {', '.join(trained)}, not {dataset}: this is cross-dataset "
                    f"{what}", err=True)
-    return model, taxonomy, payload
+    return model, payload
 
 
 def _extended(path: Path | None):
@@ -72,15 +70,12 @@ def _extended(path: Path | None):
 def _zero_shot(model, extended, path: Path, dataset: str | None, projection: ProjectionRule | None):
     """Check ``--taxonomy`` against the checkpoint and ``--dataset``: every problem is one line naming the file."""
     from hierseg.engine.evaluate import Predictor, resolve_space
-    from hierseg.engine.zero_shot import model_taxonomy
+    from hierseg.engine.zero_shot import evaluation_tree
     from hierseg.taxonomy.labelspace import TREE
-    from hierseg.taxonomy.projection import check_superset
 
     rule = projection.value if projection is not None else None
     try:
-        tree = model_taxonomy(model)
-        if tree is not None:
-            check_superset(tree, extended)
+        evaluation_tree(model, extended)  # the extended tree must hold the model's
         if dataset not in (None, TREE) and dataset not in extended.datasets and dataset not in model.label_spaces:
             raise HiersegError(f"dataset {dataset!r} is in neither the checkpoint's tree nor this one (it covers "
                                f"{', '.join(extended.datasets)})")
@@ -198,19 +193,18 @@ def evaluate(
         return
 
     from hierseg.engine.distributed import parse_device
-    from hierseg.engine.evaluate import InferenceOptions
     from hierseg.engine.evaluate import evaluate as run_evaluation
+    from hierseg.engine.options import InferenceOptions
 
     options = InferenceOptions(mode.value, crop, stride, flip, short, max_pixels)
     device = parse_device(device)  # before the model is built: no device, no work
-    model, taxonomy, payload = _load(checkpoint, dataset, trust=trust_checkpoint)
+    model, payload = _load(checkpoint, dataset, trust=trust_checkpoint)
     if extended is not None:
         _zero_shot(model, extended, taxonomy_path, dataset, projection)
-        taxonomy = extended
     progress, task = _progress(limit, "eval")
     with progress:
         report = run_evaluation(model, dataset, root, split, options=options, batch_size=batch_size, workers=workers,
-                                device=device, taxonomy=taxonomy, limit=limit,
+                                device=device, taxonomy=extended, limit=limit,
                                 on_batch=lambda n: progress.advance(task, n),
                                 projection=projection.value if projection is not None else None)
     _report(report, format, out, per_class)
@@ -256,23 +250,22 @@ def predict(
         if not path.exists():
             raise HiersegError(f"{path}: no such image or folder")
     from hierseg.engine.distributed import parse_device
-    from hierseg.engine.evaluate import InferenceOptions
+    from hierseg.engine.options import InferenceOptions
     from hierseg.engine.predict import collect_images, predict_images
 
     files = collect_images(images)  # before loading the model: a missing image fails fast
     options = InferenceOptions(mode.value, crop, stride, flip, short, max_pixels)
     device = parse_device(device)
     extended = _extended(taxonomy_path)
-    model, taxonomy, _ = _load(checkpoint, dataset, "prediction", trust=trust_checkpoint)
+    model, _ = _load(checkpoint, dataset, "prediction", trust=trust_checkpoint)
     if extended is not None:
         reach = _zero_shot(model, extended, taxonomy_path, dataset, projection)
-        taxonomy = extended
         if reach is not None and reach.unreachable:
             typer.echo(f"note: this model never predicts {len(reach.unreachable)} of {dataset}'s labels: "
                        f"{', '.join(u.name for u in reach.unreachable)}", err=True)
     progress, task = _progress(len(files), "predict")
     with progress:
-        written = predict_images(model, images, out, dataset, options=options, device=device, taxonomy=taxonomy,
+        written = predict_images(model, images, out, dataset, options=options, device=device, taxonomy=extended,
                                  overlays=overlays, alpha=alpha, on_image=lambda _: progress.advance(task),
                                  projection=projection.value if projection is not None else None)
     what = "label maps and overlays" if overlays else "label maps"

@@ -46,6 +46,10 @@ def info(
     from hierseg.models.registry import model_info
 
     overrides = parse_overrides(set_ or [])
+    if overrides.get("taxonomy") is not None:  # --set taxonomy=TREE.json: the model is given the tree, not a path
+        from hierseg.taxonomy.tree import Taxonomy
+
+        overrides["taxonomy"] = Taxonomy.load(str(overrides["taxonomy"]))
     if taxonomy is not None:
         data = _zero_shot_info(name, overrides, dataset, device, taxonomy, projection.value)
     else:

@@ -226,11 +226,10 @@ class NeuronGraph:
         return self._luts[key]
 
 
-def neuron_graph(taxonomy: NeuronGraph | Taxonomy | str | None = None) -> NeuronGraph:
-    """The neuron graph of a model's ``taxonomy`` argument: a graph, a :class:`Taxonomy`, an artifact path, or
-    ``None`` (the shipped 359-concept tree)."""
-    if isinstance(taxonomy, NeuronGraph):
-        return taxonomy
-    if isinstance(taxonomy, Taxonomy):
-        return NeuronGraph(taxonomy)
-    return NeuronGraph(Taxonomy.load(taxonomy) if taxonomy is not None else Taxonomy.load())
+def neuron_graph(taxonomy: Taxonomy | None = None) -> NeuronGraph:
+    """The neuron graph of a model's ``taxonomy`` argument (``None``: the shipped 359-concept tree). A path is read
+    into a :class:`Taxonomy` where it enters (config, checkpoint, CLI option), never here."""
+    if taxonomy is not None and not isinstance(taxonomy, Taxonomy):
+        raise HiersegError(f"taxonomy must be a Taxonomy, not a {type(taxonomy).__name__} (read a tree file with "
+                           "Taxonomy.load(path))")
+    return NeuronGraph(taxonomy if taxonomy is not None else Taxonomy.load())

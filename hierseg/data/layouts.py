@@ -30,6 +30,7 @@ from hierseg.core.errors import HiersegError
 from hierseg.core.io import read_text
 from hierseg.taxonomy.annotations import Recode
 from hierseg.taxonomy.specs import DATASETS
+from hierseg.taxonomy.tree import Taxonomy
 
 
 @dataclass(frozen=True)
@@ -207,12 +208,12 @@ def dataset_root(dataset: str, root: str | Path) -> Path:
     return root
 
 
-def layout_name(dataset: str, taxonomy: object = None) -> str:
+def layout_name(dataset: str, taxonomy: Taxonomy | None = None) -> str:
     """How a dataset's files lie: a built-in dataset's official layout, or the layout an added dataset's spec names
     in the extended tree (``folder`` when it names none)."""
     if dataset in DATASETS:
         return dataset
-    datasets = getattr(taxonomy, "artifact", {}).get("datasets", {}) if taxonomy is not None else {}
+    datasets = taxonomy.artifact.get("datasets", {}) if taxonomy is not None else {}
     if dataset not in datasets:
         raise HiersegError(f"unknown dataset {dataset!r}; the tree covers {', '.join(datasets or DATASETS)}"
                            + ("" if taxonomy is not None else " (an added dataset needs its extended tree)"))
@@ -227,7 +228,7 @@ def layout(name: str) -> Layout:
     return LAYOUTS[name]
 
 
-def resolve_split(dataset: str, split: str, taxonomy: object = None) -> str:
+def resolve_split(dataset: str, split: str, taxonomy: Taxonomy | None = None) -> str:
     """A split of the dataset's layout; ``val`` and ``train`` also name ADE20K's ``validation``, COCO's ``val2017``...
     A folder dataset (added to ``taxonomy`` with no official layout) takes any split: a subfolder of images/."""
     name = layout_name(dataset, taxonomy)

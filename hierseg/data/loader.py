@@ -34,3 +34,12 @@ def multi_dataset_loader(datasets: Sequence[SegmentationDataset], batch_size: in
     loader = DataLoader(ConcatDataset(datasets), batch_sampler=sampler, num_workers=workers, collate_fn=collate,
                         pin_memory=torch.cuda.is_available(), persistent_workers=False)
     return loader, sampler
+
+
+def shutdown_workers(batches: Any) -> None:
+    """Shut a loader iterator's workers down now. After an error the traceback holds the iterator (its own frames
+    are in it) until interpreter exit, where Python terminates the workers and PyTorch's SIGCHLD handler turns
+    that into a second error; a clean shutdown first takes them off its watch list."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()

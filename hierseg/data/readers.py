@@ -26,6 +26,7 @@ from hierseg.core.io import check_regular
 from hierseg.data.layouts import FOLDER, Layout, dataset_root, layout, layout_name, read_split_list, recodes
 from hierseg.taxonomy.annotations import Recode, image_too_large, read_dataset_label
 from hierseg.taxonomy.specs import DatasetSpec, dataset_spec
+from hierseg.taxonomy.tree import Taxonomy
 
 OnError = Literal["raise", "skip"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -239,18 +240,19 @@ class SegmentationDataset(Dataset):
         raise SampleError(f"{self.name}: no loadable sample left" + (f" ({skipped[0]})" if skipped else ""))
 
 
-def official(dataset: str, root: str | Path, split: str, *, taxonomy: object = None, **kwargs: Any) -> SegmentationDataset:
+def official(dataset: str, root: str | Path, split: str, *, taxonomy: Taxonomy | None = None,
+             **kwargs: Any) -> SegmentationDataset:
     """One split of an official release (ADE20K, COCO-Stuff 164k, Cityscapes gtFine, Mapillary Vistas v1.2), or of a
     dataset added to the tree (``taxonomy``: the extended tree) whose spec names an official layout (PASCAL VOC,
     PASCAL-Context, CamVid, KITTI, WildDash, ScanNet)."""
-    spec = dataset_spec(dataset, getattr(taxonomy, "artifact", None))
+    spec = dataset_spec(dataset, taxonomy.artifact if taxonomy is not None else None)
     name = layout_name(dataset, taxonomy)
     pairs, problems = list_official(dataset, root, split, name)
     return SegmentationDataset(dataset, spec, pairs, problems, recodes=recodes(name), **kwargs)
 
 
 def folder(root: str | Path, labels: str | Path | None = None, name: str = FOLDER, ignore: int = 255,
-           images: str = "images", masks: str = "masks", *, taxonomy: object = None, split: str | None = None,
+           images: str = "images", masks: str = "masks", *, taxonomy: Taxonomy | None = None, split: str | None = None,
            **kwargs: Any) -> SegmentationDataset:
     """A user's dataset: ``images/`` and ``masks/`` under ``root`` (``images/<split>/`` with ``split``).
 
@@ -258,7 +260,7 @@ def folder(root: str | Path, labels: str | Path | None = None, name: str = FOLDE
     --add``): then the tree knows the dataset, and :class:`~hierseg.taxonomy.NeuronGraph` gives its universal
     targets. Otherwise from a label CSV (``labels``: id,name,synonyms,color,evaluated) with ``ignore``.
     """
-    artifact = getattr(taxonomy, "artifact", None)
+    artifact = taxonomy.artifact if taxonomy is not None else None
     if artifact is not None:
         if name not in artifact.get("datasets", {}):
             raise HiersegError(f"the tree has no dataset {name!r} ({', '.join(artifact.get('datasets', {}))}); add it "
@@ -278,7 +280,7 @@ def folder(root: str | Path, labels: str | Path | None = None, name: str = FOLDE
     return SegmentationDataset(name, spec, pairs, problems, **kwargs)
 
 
-def open_split(dataset: str, root: str | Path, split: str | None = None, *, taxonomy: object = None,
+def open_split(dataset: str, root: str | Path, split: str | None = None, *, taxonomy: Taxonomy | None = None,
                **kwargs: Any) -> SegmentationDataset:
     """One split of any dataset the tree covers, read the way its files lie: a built-in dataset by its official
     layout (``split`` defaults to the layout's training split); an added one by the layout its spec names in

@@ -15,12 +15,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from hierseg.core.errors import HiersegError
 from hierseg.core.io import read_text
 from hierseg.core.yamltext import load_yaml, split_assignment, yaml_line, yaml_problem
 from hierseg.taxonomy.specs import DATASETS
+from hierseg.taxonomy.tree import Taxonomy
 
 # A built-in dataset, or one added to the tree the model names (model.kwargs.taxonomy, `taxonomy build --add`).
 DatasetName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
@@ -59,12 +69,21 @@ class ModelConfig(Section):
     backbone_weights: str | None = Field(None, min_length=1, description="ImageNet weights for the backbone: a local "
                                          "checkpoint, timm/<name> or hf-hub:<org>/<repo> (Hugging Face hub or cache)")
 
+    _taxonomy: Taxonomy | None = PrivateAttr(None)
+
     @field_validator("kwargs")
     @classmethod
     def _no_weights_in_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
         if "backbone_weights" in kwargs:
             raise FieldError("backbone_weights", "set model.backbone_weights, not model.kwargs.backbone_weights")
         return kwargs
+
+    def taxonomy(self) -> Taxonomy:
+        """The tree the model is built on: the file ``kwargs.taxonomy`` names (the shipped tree without one), read
+        once, by whichever of the config's checks and the run's preflight asks first."""
+        if self._taxonomy is None:
+            self._taxonomy = Taxonomy.load(self.kwargs.get("taxonomy"))
+        return self._taxonomy
 
 
 class DatasetConfig(Section):
@@ -228,10 +247,8 @@ class TrainConfig(Section):
                                   "`hierseg taxonomy build --add` needs its tree in model.kwargs.taxonomy")
         if not Path(tree).is_file():
             return  # not built yet (a shipped config): the run's preflight reads the tree and checks again
-        from hierseg.taxonomy.tree import read_artifact
-
         try:
-            covered = read_artifact(tree).get("datasets", {})
+            covered = self.model.taxonomy().datasets
         except HiersegError as exc:
             raise FieldError("model.kwargs.taxonomy", str(exc)) from None
         for loc, name in unknown:

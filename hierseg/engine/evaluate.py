@@ -20,7 +20,6 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from torch import nn
 from hierseg.core.errors import HiersegError
 from hierseg.data.layouts import resolve_split
 from hierseg.engine.distributed import default_device, evaluating, rank_and_world_size, unwrap
+from hierseg.engine.options import InferenceOptions
 from hierseg.evaluation.metrics import ConfusionMatrix, EvalClasses
 from hierseg.evaluation.report import EvalReport
 from hierseg.evaluation.scoring import report_of
@@ -40,35 +40,7 @@ from hierseg.taxonomy.labelspace import TREE
 from hierseg.taxonomy.specs import DATASETS
 from hierseg.taxonomy.tree import Taxonomy
 
-MODES = ("whole", "slide")
-MAX_PIXELS = 2048 * 2048  # Cityscapes (2048x1024), ADE20K and COCO run whole; larger images slide
 _BAND_FLOATS = 1 << 24  # class scores resized to the labels' size are decoded in bands of about this many floats
-
-
-@dataclass(frozen=True)
-class InferenceOptions:
-    """How an image is run: ``whole`` or ``slide`` (``crop``-sized windows every ``stride`` pixels, default two
-    thirds of the crop), ``flip`` averaging, and ``short``: the short side resized to this before the model (the
-    prediction is brought back to the original size)."""
-
-    mode: str = "whole"
-    crop: int = 512
-    stride: int | None = None
-    flip: bool = False
-    short: int | None = None
-    max_pixels: int | None = MAX_PIXELS  # above it, slide (bounded memory) whatever the mode; None: no limit
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise HiersegError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        for name in ("crop", "stride", "short", "max_pixels"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise HiersegError(f"{name} must be a positive number of pixels, not {value}")
-
-    @property
-    def window_stride(self) -> int:
-        return self.stride or max(1, self.crop * 2 // 3)
 
 
 def resolve_space(model: Segmenter, dataset: str | None, taxonomy: Taxonomy | None = None,
@@ -79,10 +51,13 @@ def resolve_space(model: Segmenter, dataset: str | None, taxonomy: Taxonomy | No
     model, and the tree for a universal model (several datasets, or a model that is not flat, like DSSPN). A
     dataset the model never trained on but ``taxonomy`` covers (a superset of the model's tree) is predicted through
     the tree (:mod:`hierseg.engine.zero_shot`): by a universal model always, by a single-dataset one when a
-    ``projection`` rule is asked for.
+    ``projection`` rule is asked for. ``taxonomy`` None: the model's own tree.
     """
+    from hierseg.engine.zero_shot import evaluation_tree
+
     spaces = tuple(model.label_spaces)
     model = unwrap(model)
+    taxonomy = evaluation_tree(model, taxonomy)
     if (dataset not in (None, TREE) and dataset not in spaces and taxonomy is not None
             and dataset in taxonomy.datasets and model.raw_classes is None
             and (model.default_space == TREE or projection is not None)):
@@ -108,9 +83,10 @@ class Predictor:
 
     def __init__(self, model: Segmenter | nn.Module, space: str, options: InferenceOptions | None = None,
                  taxonomy: Taxonomy | None = None, projection: str | None = None) -> None:
-        from hierseg.engine.zero_shot import Projection
+        from hierseg.engine.zero_shot import Projection, evaluation_tree
 
         self.model = unwrap(model)
+        taxonomy = evaluation_tree(self.model, taxonomy)  # the model's own, or a checked superset of it
         self.space = space
         self.options = options or InferenceOptions()
         self.scored = self.model.has_class_scores  # class scores: averaged over windows and flips before deciding
@@ -297,8 +273,9 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
              on_batch: Callable[[int], None] | None = None, projection: str | None = None) -> EvalReport:
     """Score ``model`` on ``split`` of ``dataset_name`` under ``root`` (official layout), in the dataset's ids.
 
-    ``taxonomy`` (default: the shipped tree) gives each class its concept, for the per-level mIoU and the mistakes'
-    severity (:mod:`hierseg.evaluation.scoring` lists every score; ``report.scalars()`` gives them flat);
+    The model's own tree (``model.taxonomy``; the shipped tree for a model built on none) gives each class its
+    concept, for the per-level mIoU and the mistakes' severity (:mod:`hierseg.evaluation.scoring` lists every score;
+    ``report.scalars()`` gives them flat);
     ``limit`` evaluates only the first images; ``on_batch(n)`` is called after each batch of ``n`` images.
     A dataset the model never trained on (``taxonomy`` then a superset of its tree that covers it) is predicted
     through the tree by ``projection`` (``sum``, the default there, or ``argmax``: :mod:`hierseg.engine.zero_shot`),
@@ -307,12 +284,15 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
     """
     from torch.utils.data import DataLoader, Subset
 
+    from hierseg.data.loader import shutdown_workers
     from hierseg.data.readers import open_split
     from hierseg.data.transforms import EvalTransform
+    from hierseg.engine.zero_shot import evaluation_tree
 
     options = options or InferenceOptions()
     if batch_size < 1 or workers < 0 or (limit is not None and limit < 1):
         raise HiersegError("batch size and limit must be at least 1, workers at least 0")
+    taxonomy = evaluation_tree(model, taxonomy)
     space = resolve_space(model, dataset_name, taxonomy, projection)
     split = resolve_split(dataset_name, split, taxonomy)
     data = open_split(dataset_name, root, split, taxonomy=taxonomy, transform=EvalTransform(options.short))
@@ -322,7 +302,7 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
     loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
 
     device = torch.device(device) if device is not None else default_device()
-    tree = taxonomy if taxonomy is not None else Taxonomy.load()  # the Predictor is told only of a given one
+    tree = taxonomy if taxonomy is not None else Taxonomy.load()  # a model built on no tree: the shipped one
     classes = EvalClasses.of(dataset_name, tree)
     matrix = ConfusionMatrix(classes, device)
     images = torch.zeros((), dtype=torch.int64, device=device)
@@ -342,9 +322,7 @@ def evaluate(model: nn.Module, dataset_name: str, root: str | Path, split: str =
                     if on_batch is not None:
                         on_batch(image.shape[0])
         finally:
-            shutdown = getattr(batches, "_shutdown_workers", None)  # see hierseg.engine.train.shutdown_workers
-            if shutdown is not None:
-                shutdown()
+            shutdown_workers(batches)
     if world > 1:
         torch.distributed.all_reduce(images)
     tally = Tally.of_ids(classes, matrix.reduced().cpu().numpy(), tree)

@@ -22,8 +22,10 @@ from hierseg.core.io import atomic_write_bytes, writing_into
 from hierseg.data.readers import IMAGE_SUFFIXES, read_image
 from hierseg.data.transforms import EvalTransform
 from hierseg.engine.distributed import evaluating, parse_device, unwrap
-from hierseg.engine.evaluate import CLASSES, InferenceOptions, Predictor, resolve_space
+from hierseg.engine.evaluate import CLASSES, Predictor, resolve_space
+from hierseg.engine.options import InferenceOptions
 from hierseg.engine.palette import Palette, overlay, palette, present_values
+from hierseg.engine.zero_shot import evaluation_tree
 from hierseg.taxonomy.annotations import encode_label
 from hierseg.taxonomy.labelspace import TREE
 from hierseg.taxonomy.tree import Taxonomy
@@ -72,13 +74,14 @@ def predict_images(model: nn.Module, inputs: Sequence[str | Path], out: str | Pa
                    taxonomy: Taxonomy | None = None, overlays: bool = True, alpha: float = 0.5,
                    on_image: Callable[[Path], None] | None = None, projection: str | None = None) -> list[Prediction]:
     """Predict every image of ``inputs`` into ``out``; ``dataset`` picks the label space (``"tree"`` for concept
-    indices; default: the model's own dataset, or the tree for a universal model). A dataset the model never
-    trained on, which ``taxonomy`` covers, is predicted through the tree by ``projection``
-    (:mod:`hierseg.engine.zero_shot`)."""
+    indices; default: the model's own dataset, or the tree for a universal model), read in the model's own tree. A
+    dataset the model never trained on, which ``taxonomy`` (a superset of that tree) covers, is predicted through the
+    tree by ``projection`` (:mod:`hierseg.engine.zero_shot`)."""
     if not 0.0 <= alpha <= 1.0:
         raise HiersegError(f"alpha must be between 0 and 1, not {alpha}")
     images = collect_images(inputs)
     module = unwrap(model)
+    taxonomy = evaluation_tree(module, taxonomy)  # the model's own, or a checked superset of it
     space = resolve_space(module, dataset, taxonomy, projection)
     pal = palette(space, taxonomy, module.raw_classes if space == CLASSES else None)
     dtype = label_dtype(space, pal)

@@ -63,7 +63,7 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
     def fail(field: str, message: str) -> HiersegError:
         return HiersegError(f"{source}: {field}: {message}")
 
-    kwargs = dict(config.model.kwargs)
+    kwargs = dict(config.model.kwargs)  # JSON-able, as checkpoints record them: the tree travels typed, beside them
     if model_fn is None:
         model_fn, takes_taxonomy = _zoo_model(config, kwargs, fail)
     else:
@@ -71,7 +71,8 @@ def prepare(config: TrainConfig, source: str = "config", resume: bool = False,
     taxonomy = None
     if takes_taxonomy:
         try:
-            taxonomy = Taxonomy.load(kwargs.pop("taxonomy", None))
+            kwargs.pop("taxonomy", None)
+            taxonomy = config.model.taxonomy()  # read once: the config's own check may have read it already
         except HiersegError as exc:
             raise fail("model.kwargs.taxonomy", str(exc)) from None
     _check_weights(config, kwargs, fail)

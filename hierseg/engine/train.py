@@ -41,9 +41,11 @@ from torch import nn
 
 from hierseg.core.errors import HiersegError
 from hierseg.core.io import atomic_write_text
+from hierseg.data.loader import shutdown_workers
 from hierseg.engine import distributed
 from hierseg.engine.checkpoint import load_backbone, read_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from hierseg.engine.config import TrainConfig
+from hierseg.engine.events import BatchEntry
 from hierseg.engine.hooks import (
     Interrupted,
     MetricsWriter,
@@ -59,7 +61,7 @@ from hierseg.engine.optim import build_optimizer, learning_rates, poly_scheduler
 from hierseg.engine.preflight import LAST, ModelFn, Prepared, claim_run_dir, prepare
 from hierseg.engine.train_loop import HookBase, TrainerBase
 
-__all__ = ["Interrupted", "Stage", "StageState", "StepHook", "Trainer", "plan_stages", "shutdown_workers", "train"]
+__all__ = ["Interrupted", "Stage", "StageState", "StepHook", "Trainer", "plan_stages", "train"]
 
 StepHook = Callable[[dict[str, Any]], None]
 
@@ -108,9 +110,7 @@ def train(config: TrainConfig, *, source: str = "config", resume: bool = False, 
     try:
         info = distributed.setup(config.run.device)
         try:
-            trainer = Trainer(prepared, info, on_step)
-            with trainer.signals.installed():
-                return trainer.run()
+            return Trainer(prepared, info, on_step).run()
         finally:
             if info.owns_group:
                 distributed.cleanup()
@@ -132,15 +132,6 @@ def _worker_init(worker_id: int) -> None:
             pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def shutdown_workers(batches: Any) -> None:
-    """Shut a loader iterator's workers down now. After an error the traceback holds the iterator (its own frames
-    are in it) until interpreter exit, where Python terminates the workers and PyTorch's SIGCHLD handler turns
-    that into a second error; a clean shutdown first takes them off its watch list."""
-    shutdown = getattr(batches, "_shutdown_workers", None)
-    if shutdown is not None:
-        shutdown()
 
 
 def _seed_everything(seed: int) -> None:
@@ -180,23 +171,20 @@ class Trainer(TrainerBase):
         self.channels_last = device.type == "cuda" if channels_last is None else channels_last
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop sizes
-        self.signals = SignalStop(announce=info.is_main)
-        self.skipped = SkippedSamples()
         self.offsets: list[int] = [0]  # global step of each stage's first step
         self.state: StageState | None = None
         self._batches: Any = None  # the loader's iterator over the current epoch
         self.last_time = 0.0
-        # what the current step made, for the hooks
-        self.micro: list[dict[str, Any]] = []
-        self.epoch = 0
-        self.entries: list[dict[str, Any]] = []  # every rank's batches: dataset, loss, terms, images, paths
-        self.stop = 0  # a signal some rank received before the step ended
-        self.record: dict[str, Any] = {}
 
     @property
     def stage(self) -> Stage:
         assert self.state is not None
         return self.state.stage
+
+    @property
+    def model(self) -> nn.Module:
+        assert self.state is not None
+        return self.state.model
 
     def default_hooks(self, writer: MetricsWriter) -> list[HookBase | None]:
         validation = None
@@ -205,9 +193,11 @@ class Trainer(TrainerBase):
 
             # before the writer: the step's record carries the figures
             validation = PeriodicEval(self.config.eval, {d.name: d.root for d in self.config.data.datasets},
-                                      self.p.taxonomy, self.info.device, self.info.is_main)
-        return [NaNGuard(), self.skipped, validation, writer, ProgressBar(self.config.output.log_every, self.info.is_main),
-                StepCallback(self.on_step) if self.on_step is not None else None, self.signals,
+                                      self.info.device, self.info.is_main)
+        is_main = self.info.is_main
+        return [NaNGuard(), SkippedSamples(announce=is_main), validation, writer,
+                ProgressBar(self.config.output.log_every, is_main),
+                StepCallback(self.on_step) if self.on_step is not None else None, SignalStop(announce=is_main),
                 PeriodicCheckpoint(self.config.output.checkpoint_every)]
 
     # ---- set-up
@@ -272,21 +262,20 @@ class Trainer(TrainerBase):
         first = 0 if training is None else training["stage"] + (1 if training["done"] else 0)
         for stage in stages:
             self.offsets.append(self.offsets[-1] + self.stage_length(stage)[1])
-        writer = self._open_logs(at)
-        self.register_hooks(self.default_hooks(writer))
+        self.register_hooks(self.default_hooks(self._open_logs(at)))
         if training is not None:
             self.load_hook_states(training.get("hooks", {}))
         del training
         outputs = {stage.name: stage.output for stage in stages[:first]}
+        completed = False
+        self.before_run()
         try:
             for stage in stages[first:]:
                 resuming = at is not None and stage.index == at[0]
                 outputs[stage.name] = self.run_stage(stage, self.p.resume if resuming else None)
+            completed = True
         finally:
-            writer.close()
-        count = len(self.skipped.skipped)
-        if count and self.info.is_main:
-            logger.info("skipped %d broken sample%s (data.on_error: skip)", count, "s" if count > 1 else "")
+            self.after_run(completed)
         return outputs
 
     def _open_logs(self, at: tuple[int, int] | None) -> MetricsWriter:
@@ -314,12 +303,17 @@ class Trainer(TrainerBase):
         self.last_time = time.perf_counter()
         self.train(start, self.state.total)
         if self.info.is_main:  # the model first: a resume state saying "done" must find it
-            save_checkpoint(stage.output, self.p.model_name, self.p.model_kwargs, self.state.model, self.p.taxonomy,
-                            training={"config": self.config.model_dump(mode="json"), "stage": stage.name,
-                                      "step": self.state.total, "done": True})
+            self.save_model(stage.output, self.state.total, done=True)
             logger.info("%s: wrote %s", stage.name, stage.output)
         self.save_resume(self.state.total)
         return stage.output
+
+    def save_model(self, path: Path, step: int, done: bool, **training: Any) -> Path:
+        """The stage's model after ``step`` steps to ``path``, with the run's config; ``training`` adds to what the
+        checkpoint records (the writing process calls it)."""
+        return save_checkpoint(path, self.p.model_name, self.p.model_kwargs, self.model, self.p.taxonomy,
+                               training={"config": self.config.model_dump(mode="json"), "stage": self.stage.name,
+                                         "step": step, "done": done, **training})
 
     def _start_stage(self, stage: Stage, resume: dict[str, Any] | None) -> tuple[StageState, int]:
         """The stage's loader, model, optimiser and schedule, restored from ``resume``; returns them and the step to
@@ -362,13 +356,15 @@ class Trainer(TrainerBase):
     def run_step(self) -> None:
         state = self.state
         assert state is not None
-        self.micro, self.epoch = self._next_batches(state)
-        outs = self._forward_backward(state, self.micro)
+        micro, epoch = self._next_batches(state)
+        outs = self._forward_backward(state, micro)
         lrs = learning_rates(state.optimizer)  # the rates this step uses (the scheduler moves them afterwards)
-        self.entries, self.stop = self._gather(self.micro, outs)
+        entries, flags = self._gather(micro, outs)
+        problems = [p for batch in micro for p in batch.get("problems", ())]
+        self.storage.begin_step(self.iter, epoch, entries, problems, flags)
         self.after_backward()
         state.optimizer.step()
-        self.record = self._record(lrs)
+        self.storage.put_record(self._record(lrs))
         state.scheduler.step()
 
     def _next_batches(self, state: StageState) -> tuple[list[dict[str, Any]], int]:
@@ -402,9 +398,10 @@ class Trainer(TrainerBase):
             outs.append({k: v.detach() for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1})
         return outs
 
-    def _gather(self, micro: list[dict[str, Any]], outs: list[dict[str, torch.Tensor]]) -> tuple[list[dict[str, Any]],
-                                                                                               int]:
-        """Every rank's batch entries, and the first signal any rank received."""
+    def _gather(self, micro: list[dict[str, Any]],
+                outs: list[dict[str, torch.Tensor]]) -> tuple[list[BatchEntry], dict[str, int]]:
+        """Every rank's batch entries, and the hooks' flags agreed across ranks (each the first non-zero value any
+        rank raised)."""
         device = self.info.device
         # one device-to-host copy for every scalar of the step (models may return some terms on the CPU)
         flat = torch.stack([v.float().reshape(()).to(device) for out in outs for v in out.values()]).cpu().tolist()
@@ -414,24 +411,27 @@ class Trainer(TrainerBase):
             k += len(out)
             entries.append({"dataset": batch["dataset"], "loss": values.pop("loss"), "terms": values,
                             "images": len(batch["path"]), "paths": batch["path"]})
-        gathered = distributed.all_gather_object({"entries": entries, "stop": self.signals.signum})
-        return [e for g in gathered for e in g["entries"]], next((g["stop"] for g in gathered if g["stop"]), 0)
+        gathered = distributed.all_gather_object({"entries": entries, "flags": self.step_flags()})
+        flags = {name: next((g["flags"][name] for g in gathered if g["flags"].get(name)), 0)
+                 for name in dict.fromkeys(name for g in gathered for name in g["flags"])}
+        return [e for g in gathered for e in g["entries"]], flags
 
     def _record(self, lrs: dict[str, float]) -> dict[str, Any]:
         """The step's line of ``metrics.jsonl``: losses averaged over ranks, per dataset and per term."""
         now = time.perf_counter()
         elapsed, self.last_time = max(now - self.last_time, 1e-9), now
+        events = self.storage
         by_dataset, by_term = defaultdict(list), defaultdict(list)
-        for e in self.entries:
+        for e in events.entries:
             by_dataset[e["dataset"]].append(e["loss"])
             for name, value in e["terms"].items():
                 by_term[name].append(value)
-        images = sum(e["images"] for e in self.entries)
+        images = sum(e["images"] for e in events.entries)
         stage, step = self.stage, self.iter
         return {
             "stage": stage.name, "stage_index": stage.index, "step": step + 1,
-            "global_step": self.offsets[stage.index] + step + 1, "epoch": self.epoch,
-            "loss": float(np.mean([e["loss"] for e in self.entries])),
+            "global_step": self.offsets[stage.index] + step + 1, "epoch": events.epoch,
+            "loss": float(np.mean([e["loss"] for e in events.entries])),
             "datasets": {name: float(np.mean(v)) for name, v in by_dataset.items()},
             "terms": {name: float(np.mean(v)) for name, v in by_term.items()},
             "lr_head": lrs.get("head", 0.0), "lr_backbone": lrs.get("backbone", 0.0),

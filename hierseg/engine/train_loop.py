@@ -1,15 +1,40 @@
 """The training loop's skeleton, in the manner of detectron2's ``TrainerBase``/``HookBase``.
 
 :class:`TrainerBase` runs steps ``start..max_iter-1``; a subclass defines :meth:`TrainerBase.run_step`. Everything
-around the step (logging, progress, checkpoints, stopping) is a :class:`HookBase` registered in order; a hook with
-state to carry over a resume returns it from :meth:`HookBase.state_dict`, and the trainer stores it in the resume
-checkpoint under the hook's class name.
+around the step (logging, progress, checkpoints, stopping) is a :class:`HookBase` registered in order. A hook sees
+the trainer only through :class:`TrainerView` (a training run's hooks through the wider
+:class:`hierseg.engine.hooks.TrainingView`) and what the step reported through ``trainer.storage``
+(:class:`hierseg.engine.events.EventStorage`); it keeps its own state, and one with state to carry over a resume
+returns it from :meth:`HookBase.state_dict`, which the trainer stores in the resume checkpoint under the hook's
+class name. The loop calls every hook alike and knows none by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
+
+from hierseg.engine.events import EventStorage
+
+
+class TrainerView(Protocol):
+    """What every hook may read of the trainer: where the stage is, and the step's events."""
+
+    @property
+    def iter(self) -> int:
+        """The 0-based step being run (``iter + 1`` steps are done in ``after_step``)."""
+
+    @property
+    def start_iter(self) -> int:
+        """The step the stage started (or resumed) at."""
+
+    @property
+    def max_iter(self) -> int:
+        """The number of steps of the stage."""
+
+    @property
+    def storage(self) -> EventStorage:
+        """What the current step reported."""
 
 
 class HookBase:
@@ -19,7 +44,13 @@ class HookBase:
     :meth:`after_step`), ``trainer.max_iter`` the number of steps of the stage.
     """
 
-    trainer: Any = None
+    trainer: TrainerView
+
+    def before_run(self) -> None:
+        """Once, before the first stage (a run may have several, each a :meth:`before_train`..:meth:`after_train`)."""
+
+    def after_run(self, completed: bool) -> None:
+        """Once, after the last stage (``completed``) or when the run stopped early; close what the hook holds."""
 
     def before_train(self) -> None:
         """Before the first step of a stage."""
@@ -35,6 +66,12 @@ class HookBase:
 
     def after_step(self) -> None:
         """After each step (the weights and the schedule updated)."""
+
+    def step_flags(self) -> dict[str, int]:
+        """Flags this process raises in the current step (non-zero: raised). The trainer agrees on them across
+        ranks (a flag is the first non-zero value any rank raised) into ``storage.flags`` before
+        :meth:`after_backward`, so every rank acts on it at the same step."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         """What an exactly resumed run needs of this hook (nothing by default)."""
@@ -52,6 +89,7 @@ class TrainerBase:
         self.iter = 0
         self.start_iter = 0
         self.max_iter = 0
+        self.storage = EventStorage()
 
     @property
     def hooks(self) -> tuple[HookBase, ...]:
@@ -80,6 +118,18 @@ class TrainerBase:
 
     def run_step(self) -> None:
         raise NotImplementedError
+
+    def before_run(self) -> None:
+        for hook in self._hooks:
+            hook.before_run()
+
+    def after_run(self, completed: bool) -> None:
+        for hook in self._hooks:
+            hook.after_run(completed)
+
+    def step_flags(self) -> dict[str, int]:
+        """The flags every hook raises in this step (see :meth:`HookBase.step_flags`)."""
+        return {name: value for hook in self._hooks for name, value in hook.step_flags().items()}
 
     def before_train(self) -> None:
         for hook in self._hooks:

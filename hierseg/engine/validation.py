@@ -24,25 +24,25 @@ import torch
 from torch import nn
 
 from hierseg.core.errors import HiersegError
-from hierseg.engine.checkpoint import restore_rng_state, rng_state, save_checkpoint
+from hierseg.engine.checkpoint import restore_rng_state, rng_state
 from hierseg.engine.config import EvalConfig
 from hierseg.engine.evaluate import evaluate
-from hierseg.engine.train_loop import HookBase
+from hierseg.engine.hooks import TrainingHook
 from hierseg.evaluation.scoring import scalar_names
+from hierseg.evaluation.severity import LOWER_IS_BETTER
 from hierseg.taxonomy.tree import Taxonomy
 
 MEAN = "mean"
 MEANED = ("mIoU", "pixel_acc", "mean_acc")  # names every dataset's report has
-LOWER_IS_BETTER = ("severity/mean",)
 
 logger = logging.getLogger(__name__)
 
 
-def validate(model: nn.Module, dataset: str, root: Path, split: str, config: EvalConfig, device: torch.device,
-             taxonomy: Taxonomy | None) -> tuple[dict[str, float], int]:
-    """The one call into the engine's evaluation: ``(scalars, images)`` of ``model`` on ``split`` of ``dataset``."""
-    report = evaluate(model, dataset, root, split, batch_size=config.batch_size, device=device, taxonomy=taxonomy,
-                      limit=config.limit)
+def validate(model: nn.Module, dataset: str, root: Path, split: str, config: EvalConfig,
+             device: torch.device) -> tuple[dict[str, float], int]:
+    """The one call into the engine's evaluation: ``(scalars, images)`` of ``model`` on ``split`` of ``dataset``, read
+    in the model's own tree."""
+    report = evaluate(model, dataset, root, split, batch_size=config.batch_size, device=device, limit=config.limit)
     return report.scalars(), report.images
 
 
@@ -70,18 +70,18 @@ def check_best(best: str, datasets: Sequence[str], split: str, taxonomy: Taxonom
                            f"{', '.join(usual)}, or a per-level, severity or category figure ({len(names)} names in all)")
 
 
-class PeriodicEval(HookBase):
+class PeriodicEval(TrainingHook):
     """Every ``config.every`` steps of a stage and after its last step: each of the stage's datasets on its
-    ``config.split`` (``roots[dataset]``), the figures into ``trainer.record["eval"]``; when ``config.best`` improves,
-    the model to the stage's best checkpoint (``best.pt``, ``finetune/NAME.best.pt``), written by the main process.
+    ``config.split`` (``roots[dataset]``), the figures into the step's record (``storage.put_scalars("eval", ...)``);
+    when ``config.best`` improves, the model to the stage's best checkpoint (``best.pt``, ``finetune/NAME.best.pt``),
+    written by the main process.
 
     Register it before the metrics writer, so the figures are written with the step that made them. Its state (the
     best value and step of each stage) goes into the resume checkpoint, so a resumed run keeps the same best.pt.
     """
 
-    def __init__(self, config: EvalConfig, roots: dict[str, Path], taxonomy: Taxonomy | None, device: torch.device,
-                 is_main: bool) -> None:
-        self.config, self.roots, self.taxonomy, self.device, self.is_main = config, roots, taxonomy, device, is_main
+    def __init__(self, config: EvalConfig, roots: dict[str, Path], device: torch.device, is_main: bool) -> None:
+        self.config, self.roots, self.device, self.is_main = config, roots, device, is_main
         self.best: dict[str, dict[str, float | int]] = {}  # stage name -> {"value", "step"}
 
     def after_step(self) -> None:
@@ -89,8 +89,8 @@ class PeriodicEval(HookBase):
         step = t.iter + 1
         if step % self.config.every and step != t.max_iter:
             return
-        figures = self.run(t.state.model, t.stage.datasets)
-        t.record["eval"] = figures
+        figures = self.run(t.model, t.stage.datasets)
+        t.storage.put_scalars("eval", figures)
         self._keep_best(figures, step)
 
     def run(self, model: nn.Module, datasets: Sequence[str]) -> dict[str, float]:
@@ -100,7 +100,7 @@ class PeriodicEval(HookBase):
         try:
             for name in datasets:
                 per_dataset[name], images[name] = validate(model, name, self.roots[name], self.config.split,
-                                                           self.config, self.device, self.taxonomy)
+                                                           self.config, self.device)
         finally:
             restore_rng_state(state)
         figures = combine(per_dataset)
@@ -124,9 +124,7 @@ class PeriodicEval(HookBase):
             return
         self.best[stage.name] = {"value": value, "step": step}
         if self.is_main:
-            save_checkpoint(stage.best, t.p.model_name, t.p.model_kwargs, t.state.model, t.p.taxonomy,
-                            training={"config": t.config.model_dump(mode="json"), "stage": stage.name, "step": step,
-                                      "done": False, "best": {"metric": metric, "value": value}})
+            t.save_model(stage.best, step, done=False, best={"metric": metric, "value": value})
             logger.info("%s step %d: %s %.4f, the best so far -> %s", stage.name, step, metric, value, stage.best)
 
     def state_dict(self) -> dict[str, Any]:

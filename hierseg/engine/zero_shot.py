@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from hierseg.core.errors import HiersegError
+from hierseg.engine.distributed import unwrap
 from hierseg.models.base import Segmenter
 from hierseg.taxonomy.decisions import decision_plan, extent_plan
 from hierseg.taxonomy.labelspace import LabelSpace, label_space
@@ -44,9 +45,23 @@ PROJECTIONS = ("sum", "argmax")
 log = logging.getLogger(__name__)
 
 
-def model_taxonomy(model: nn.Module) -> Taxonomy | None:
-    """The tree a model was built on (its outputs are this tree's concepts), or None (raw classes)."""
-    return getattr(model, "tree", None)
+def model_taxonomy(model: Segmenter | nn.Module) -> Taxonomy | None:
+    """The tree whose concepts ``model``'s outputs are, or None (raw classes, or a model built on no tree)."""
+    module: Segmenter = unwrap(model)
+    return None if module.raw_classes is not None else module.taxonomy
+
+
+def evaluation_tree(model: Segmenter | nn.Module, taxonomy: Taxonomy | None = None) -> Taxonomy | None:
+    """The tree evaluation and prediction read ``model``'s datasets in: the model's own (``model.taxonomy``), or
+    ``taxonomy``, the one legitimate second tree: a superset of the model's that adds datasets (zero-shot,
+    ``--taxonomy EXTENDED.json``), checked to be one here. None: a model built on no tree, given none."""
+    own = unwrap(model).taxonomy
+    if taxonomy is None or taxonomy is own:
+        return own
+    outputs = model_taxonomy(model)
+    if outputs is not None:
+        check_superset(outputs, taxonomy)
+    return taxonomy
 
 
 class Projection:

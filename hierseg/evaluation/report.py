@@ -13,6 +13,7 @@ in all of them without a change to this module.
   The report's own facts are section ``report``.
 - :meth:`Report.scalars`: ``name -> value`` of every section (``mIoU``, ``mIoU_level/3``, ``severity/mean``, ...),
   NaN left out.
+- :meth:`Report.to_frame`: a section's table as a pandas DataFrame (per-class results in a notebook).
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hierseg.core.errors import HiersegError
 from hierseg.evaluation.sections import COUNT, NUMBER, TEXT, Field, Section
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from hierseg.evaluation.metrics import Metrics
 
 T = TypeVar("T")
@@ -99,6 +103,20 @@ class Report:
         for section in self.sections(per_class):
             out[section.key] = section.to_dict()
         return out
+
+    def to_frame(self, section: str = "classes") -> pd.DataFrame:
+        """A section's table as a pandas DataFrame indexed by its first column: by default every class (``id``
+        -> ``name``, ``concept``, ``iou``, ``acc``, ``pixels``, ...), or ``"levels"``, ``"categories"``,
+        ``"level_concepts"``, ... (each section with a table). Fractions stay in 0..1 and a class with nothing to
+        score keeps NaN: ``report.to_frame().sort_values("iou").head()`` are the worst classes."""
+        import pandas as pd  # only this method needs it
+
+        found = self.section(section)
+        if found is None or not found.columns:
+            tables = [s.key for s in self.sections() if s.columns]
+            raise HiersegError(f"this report has no table {section!r}; its tables are {', '.join(tables)}")
+        columns = [c.key for c in found.columns]
+        return pd.DataFrame([list(row) for row in found.rows], columns=columns).set_index(columns[0])
 
     def to_json(self, per_class: bool = True) -> str:
         return json.dumps(self.to_dict(per_class), indent=1) + "\n"

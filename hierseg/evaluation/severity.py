@@ -22,6 +22,9 @@ import numpy as np
 from hierseg.evaluation.sections import COUNT, NUMBER, Field, Section
 from hierseg.evaluation.tally import Tally
 
+# Scalar names (``report.scalars()``) for which a lower value is better: the mistakes' mean severity, in levels.
+LOWER_IS_BETTER = ("severity/mean",)
+
 
 @dataclass(frozen=True)
 class Severity:

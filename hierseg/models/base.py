@@ -11,7 +11,7 @@ The engine and the CLI know a model only through this class and the registry:
 - ``param_groups()``: ``{"backbone": [...], "head": [...]}``, pretrained and newly initialised parameters, for the
   two learning rates of the paper's schedule;
 - ``describe(dataset)``: the figures ``hierseg models info`` reports;
-- ``tree``, ``output_concepts``, ``decision_graph`` and ``decide(image, plan)``: what zero-shot prediction into a
+- ``taxonomy``, ``output_concepts``, ``decision_graph`` and ``decide(image, plan)``: what zero-shot prediction into a
   dataset the model never trained on reads (:mod:`hierseg.engine.zero_shot`): the tree the model was built on,
   the concept each class score stands for (flat models), or the neuron graph whose decisions a plan drives (DSSPN).
 
@@ -86,13 +86,15 @@ class Segmenter(nn.Module, ABC):
         return {}
 
     @property
-    def tree(self) -> Taxonomy | None:
-        """The tree whose concepts the model's outputs are (None: raw class indices)."""
+    def taxonomy(self) -> Taxonomy | None:
+        """The tree the model was built on: its outputs are this tree's concepts, and evaluation reads its datasets'
+        labels in it (a raw-class model: the tree it was given, or None; check :attr:`raw_classes` before reading
+        concepts from it)."""
         return None
 
     @property
     def output_concepts(self) -> tuple[str, ...] | None:
-        """The concept each of :meth:`class_scores`' channels stands for, in :attr:`tree` (None: not a flat model
+        """The concept each of :meth:`class_scores`' channels stands for, in :attr:`taxonomy` (None: not a flat model
         on the tree)."""
         return None
 
@@ -152,9 +154,8 @@ class FlatSegmenter(Segmenter):
         return self.outputs.num_outputs if isinstance(self.outputs, RawClasses) else None
 
     @property
-    def tree(self) -> Taxonomy | None:
-        graph = getattr(self.outputs, "graph", None)
-        return None if graph is None else graph.taxonomy
+    def taxonomy(self) -> Taxonomy | None:
+        return self.outputs.taxonomy
 
     @property
     def output_concepts(self) -> tuple[str, ...] | None:

@@ -18,6 +18,7 @@ from hierseg.models.base import FlatSegmenter, variant_backbone
 from hierseg.models.layers import ASPP
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
+from hierseg.taxonomy.tree import Taxonomy
 
 # Without num_classes or datasets: ADE20K, where DSSPN's Table 1 compares against the flat multi-class ResNet-101
 # head, and where its ablations run.
@@ -27,8 +28,9 @@ PAPER_DATASETS = ("ade20k",)
 class DeepLab(FlatSegmenter):
     """Backbone (output stride 8) -> ASPP(256) -> 1x1 conv to ``num_outputs`` scores at 1/``output_stride``."""
 
-    def __init__(self, num_classes: int | None = None, datasets: Sequence[str] | None = None, taxonomy: object = None,
-                 backbone: str = "resnet101", backbone_weights: str | None = None, frozen_bn: bool = False,
+    def __init__(self, num_classes: int | None = None, datasets: Sequence[str] | None = None,
+                 taxonomy: Taxonomy | None = None, backbone: str = "resnet101",
+                 backbone_weights: str | None = None, frozen_bn: bool = False,
                  output_stride: int = 8, aspp_channels: int = 256, aspp_rates: tuple[int, ...] = (6, 12, 18),
                  aspp_pointwise: bool = False, aspp_image_pool: bool = False) -> None:
         super().__init__(make_outputs(num_classes, datasets, taxonomy, default=PAPER_DATASETS))

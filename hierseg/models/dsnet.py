@@ -27,6 +27,7 @@ from hierseg.models.base import FlatSegmenter, variant_backbone
 from hierseg.models.layers import ASPP, conv_bn_relu, resize
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
+from hierseg.taxonomy.tree import Taxonomy
 
 # Without num_classes or datasets: ADE20K, the paper's main dataset among those hierseg reads (its PASCAL VOC and
 # Context results are not).
@@ -114,8 +115,9 @@ class DSNet(FlatSegmenter):
     0 removes the auxiliary head).
     """
 
-    def __init__(self, num_classes: int | None = None, datasets: Sequence[str] | None = None, taxonomy: object = None,
-                 backbone: str = "resnet101", backbone_weights: str | None = None, frozen_bn: bool = False,
+    def __init__(self, num_classes: int | None = None, datasets: Sequence[str] | None = None,
+                 taxonomy: Taxonomy | None = None, backbone: str = "resnet101",
+                 backbone_weights: str | None = None, frozen_bn: bool = False,
                  kernel: int = 3, aux_weight: float = 0.4) -> None:
         super().__init__(make_outputs(num_classes, datasets, taxonomy, default=PAPER_DATASETS))
         check_kernel(kernel)

@@ -37,7 +37,8 @@ from hierseg.models.neuron_head import NeuronHead, head_parameter_count, subsamp
 from hierseg.models.registry import register_model
 from hierseg.models.topdown import INFERENCE_RULES, PlanTensors, best_path, greedy
 from hierseg.taxonomy.decisions import DecisionPlan, decision_plan
-from hierseg.taxonomy.neurons import neuron_graph
+from hierseg.taxonomy.neurons import NeuronGraph, neuron_graph
+from hierseg.taxonomy.tree import Taxonomy
 
 __all__ = ["DSSPN", "NeuronHead", "dsspn_resnet18", "dsspn_resnet50", "dsspn_resnet101", "head_parameter_count",
            "subsample"]
@@ -46,7 +47,7 @@ __all__ = ["DSSPN", "NeuronHead", "dsspn_resnet18", "dsspn_resnet50", "dsspn_res
 class DSSPN(Segmenter):
     """DSSPN on a timm backbone; see the module docstring."""
 
-    def __init__(self, taxonomy: Any = None, backbone: str = "resnet101", backbone_weights: str | None = None,
+    def __init__(self, taxonomy: Taxonomy | None = None, backbone: str = "resnet101", backbone_weights: str | None = None,
                  frozen_bn: bool = False, output_stride: int = 8, m0: int = 256, m: int = 48, dense: bool = True,
                  combine: Literal["concat", "sum"] = "concat", classifier: Literal["sigmoid", "softmax"] = "softmax",
                  structure: Literal["dynamic", "fixed"] = "dynamic", memory_efficient: bool = True,
@@ -124,11 +125,11 @@ class DSSPN(Segmenter):
         return self._plan_tensors[key]
 
     @property
-    def tree(self) -> Any:
+    def taxonomy(self) -> Taxonomy:
         return self.graph.taxonomy
 
     @property
-    def decision_graph(self) -> Any:
+    def decision_graph(self) -> NeuronGraph:
         return self.graph
 
     @torch.no_grad()

@@ -52,6 +52,7 @@ from hierseg.models.base import FlatSegmenter, variant_backbone
 from hierseg.models.layers import conv_bn_relu
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
+from hierseg.taxonomy.tree import Taxonomy
 
 GATES = 4  # input, forget, candidate, output
 NEIGHBOURS = {8: 1, 24: 2}  # neighbours per site -> spatial LSTMs per layer (E); 4E(E+1) neighbours in general
@@ -166,8 +167,9 @@ class ASPPClassifier(nn.Module):
 class PDN(FlatSegmenter):
     """Dilated ResNet (output stride 8) with ``modules`` diffusion modules and intermediate supervision."""
 
-    def __init__(self, num_classes: int | None = None, datasets: Sequence[str] | None = None, taxonomy: object = None,
-                 backbone: str = "resnet101", backbone_weights: str | Path | None = None, frozen_bn: bool = False,
+    def __init__(self, num_classes: int | None = None, datasets: Sequence[str] | None = None,
+                 taxonomy: Taxonomy | None = None, backbone: str = "resnet101",
+                 backbone_weights: str | Path | None = None, frozen_bn: bool = False,
                  neighbours: int = 24, layers: int = 4, modules: int = 1, channels: int = 256,
                  aux_weight: float = 1.0) -> None:
         super().__init__(make_outputs(num_classes, datasets, taxonomy, default=PAPER_DATASETS))

@@ -37,6 +37,7 @@ from hierseg.models.base import FlatSegmenter, variant_backbone
 from hierseg.models.layers import conv_bn, conv_bn_relu
 from hierseg.models.outputs import make_outputs
 from hierseg.models.registry import register_model
+from hierseg.taxonomy.tree import Taxonomy
 
 Excitation = Literal["sigmoid", "softmax", "sum", "none"]
 EXCITATIONS: tuple[str, ...] = ("sigmoid", "softmax", "sum", "none")
@@ -219,8 +220,9 @@ class SPGNet(FlatSegmenter):
     every one of them (paper 4.4).
     """
 
-    def __init__(self, num_classes: int | None = None, datasets: Sequence[str] | None = None, taxonomy: object = None,
-                 backbone: str = "resnet50", backbone_weights: str | Path | None = None, frozen_bn: bool = False,
+    def __init__(self, num_classes: int | None = None, datasets: Sequence[str] | None = None,
+                 taxonomy: Taxonomy | None = None, backbone: str = "resnet50",
+                 backbone_weights: str | Path | None = None, frozen_bn: bool = False,
                  stages: int = 2, width: int = 128, excitation: Excitation = "sigmoid", identity: bool = True,
                  spg_supervision: bool = True, cross_stage: bool = True, ohem: bool = False, ohem_keep: float = 0.15,
                  ohem_threshold: float | None = None, eval_pool_crop: int | None = None) -> None:

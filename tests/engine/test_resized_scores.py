@@ -20,6 +20,7 @@ class Flat(nn.Module):
     raw_classes = None
     default_space = CLASSES
     label_spaces = ()
+    taxonomy = None  # the Segmenter contract: built on no tree
 
     def __init__(self, classes: int = 11) -> None:
         super().__init__()

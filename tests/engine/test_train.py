@@ -21,17 +21,17 @@ from hierseg.engine.preflight import prepare
 from hierseg.engine.train import Interrupted, train
 from hierseg.models.base import FlatSegmenter
 from hierseg.models.outputs import make_outputs
-from hierseg.taxonomy.neurons import neuron_graph
+from hierseg.taxonomy.tree import Taxonomy
 
 DATASETS = ("cityscapes", "ade20k")
-GRAPH = neuron_graph(None)
+TREE = Taxonomy.load()
 
 
 class Tiny(FlatSegmenter):
     """A two-layer flat model on one dataset's labels (no batch norm, so runs compare exactly)."""
 
     def __init__(self, datasets: tuple[str, ...] = ("cityscapes",), width: int = 8) -> None:
-        super().__init__(make_outputs(datasets=datasets, taxonomy=GRAPH))
+        super().__init__(make_outputs(datasets=datasets, taxonomy=TREE))
         self.backbone = nn.Sequential(nn.Conv2d(3, width, 3, stride=4, padding=1), nn.ReLU())
         self.head = nn.Conv2d(width, self.outputs.num_outputs, 1)
 
@@ -45,7 +45,7 @@ class TwoHeads(nn.Module):
 
     def __init__(self, datasets: tuple[str, ...] = DATASETS, width: int = 8) -> None:
         super().__init__()
-        self.outputs = {d: make_outputs(datasets=[d], taxonomy=GRAPH) for d in datasets}
+        self.outputs = {d: make_outputs(datasets=[d], taxonomy=TREE) for d in datasets}
         self.backbone = nn.Sequential(nn.Conv2d(3, width, 3, stride=4, padding=1), nn.ReLU(), nn.Dropout2d(0.1))
         self.heads = nn.ModuleDict({d: nn.Conv2d(width, o.num_outputs, 1) for d, o in self.outputs.items()})
 

@@ -221,5 +221,5 @@ def test_metric_names_are_those_a_validation_reports(synth_root):
     assert "mean/category_mIoU" not in names and "ade20k/category_mIoU" not in names  # ADE20K has no categories
     model = Tiny(DATASETS)
     per_dataset = {d: validation.validate(model, d, synth_root / d, "val", make_config(
-        synth_root, Path("unused"), DATASETS, eval={"every": 1, "limit": 1}).eval, "cpu", None)[0] for d in DATASETS}
+        synth_root, Path("unused"), DATASETS, eval={"every": 1, "limit": 1}).eval, "cpu")[0] for d in DATASETS}
     assert set(validation.combine(per_dataset)) <= set(names)

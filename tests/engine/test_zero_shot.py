@@ -62,7 +62,7 @@ class FlatStub(Segmenter):
         return self.leaves.datasets
 
     @property
-    def tree(self):
+    def taxonomy(self):
         return self.leaves.graph.taxonomy
 
     @property

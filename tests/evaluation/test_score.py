@@ -238,3 +238,18 @@ def test_csv_and_table_reports(city):
     assert result.returncode == 0, result.stderr
     assert "not_comparable" in result.stdout and "category mIoU" in result.stdout
     assert "mIoU at each level of the tree" in result.stdout
+
+
+def test_per_class_results_as_a_dataframe(city):
+    _, root, preds, _ = city
+    report = score_predictions(preds, "cityscapes", root, "val")
+    frame = report.to_frame()
+    classes = report.metrics.classes
+    assert list(frame.index) == [c.id for c in classes] and frame.index.name == "id"
+    assert frame.loc[classes[0].id, "name"] == classes[0].name
+    assert math.isclose(frame["iou"].mean(skipna=True), report.miou)  # mIoU: the mean over classes with an IoU
+    assert frame["pixels"].sum() == report.metrics.pixels
+    levels = report.to_frame("levels")
+    assert levels.index.name == "level" and levels.index.is_monotonic_increasing
+    with pytest.raises(HiersegError, match="no table 'nope'; its tables are .*classes"):
+        report.to_frame("nope")

@@ -199,7 +199,7 @@ def real() -> NeuronGraph:
 
 def test_real_tree_every_label_of_the_four_datasets_is_expressible(real):
     datasets = ("coco_stuff", "ade20k", "cityscapes", "mapillary")
-    outputs = make_outputs(datasets=datasets, taxonomy=real)
+    outputs = make_outputs(datasets=datasets, taxonomy=real.taxonomy)
     assert isinstance(outputs, LeafClasses)
     tax = real.taxonomy
     leaves = [c for c in real.concepts if tax.is_leaf(c)]
@@ -230,3 +230,9 @@ def test_real_tree_every_label_of_the_four_datasets_is_expressible(real):
     # Cityscapes' road is any road surface or marking, Mapillary's lane marking only itself
     city_road = {outputs.names[o] for o in outputs.label_outputs("cityscapes")[7]}
     assert {"road/other", "road_surface", "lane_marking", "crosswalk_zebra"} <= city_road
+
+
+@pytest.mark.parametrize("kwargs", [{"datasets": ["cityscapes"]}, {"num_classes": 3}])
+def test_a_tree_file_path_is_refused_where_a_taxonomy_belongs(kwargs, tmp_path):
+    with pytest.raises(HiersegError, match="taxonomy must be a Taxonomy, not a str"):
+        make_outputs(**kwargs, taxonomy=str(tmp_path / "tree.json"))

@@ -7,11 +7,13 @@ from abc import ABC, abstractmethod
 import torch
 
 from hierseg.core.errors import HiersegError
+from hierseg.taxonomy.tree import Taxonomy
 
 
 class Outputs(ABC):
     num_outputs: int
     datasets: tuple[str, ...]  # label spaces the model can be trained on and decode into
+    taxonomy: Taxonomy | None = None  # the tree the outputs were made on (raw classes: the one given, if any)
 
     @abstractmethod
     def pixel_loss(self, logits: torch.Tensor, label: torch.Tensor,

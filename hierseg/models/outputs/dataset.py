@@ -18,6 +18,7 @@ class DatasetClasses(Outputs):
     def __init__(self, graph: NeuronGraph, dataset: str) -> None:
         space = graph.space(dataset)
         self.graph, self.space = graph, space  # each output is a label of ``space``, a concept of graph's tree
+        self.taxonomy = graph.taxonomy
         self.dataset = dataset
         self.datasets = (dataset,)
         self.ids = np.array([v for v, c in sorted(space.concepts.items()) if c is not None], dtype=np.int64)

@@ -63,6 +63,7 @@ class LeafClasses(Outputs):
             raise HiersegError(f"datasets lists {twice!r} twice; name each dataset once")
         tax = graph.taxonomy
         self.graph = graph
+        self.taxonomy = tax
         self.datasets = datasets
         self.spaces: dict[str, LabelSpace] = {d: graph.space(d) for d in datasets}
         stops = set(self_concepts(tax, datasets))

@@ -7,13 +7,15 @@ import torch.nn.functional as F
 from hierseg.models.layers import resize
 from hierseg.models.outputs.base import Outputs
 from hierseg.taxonomy.neurons import IGNORE_INDEX
+from hierseg.taxonomy.tree import Taxonomy
 
 
 class RawClasses(Outputs):
     """Labels are class indices ``0..num_classes-1``; ``ignore_index`` pixels are left out."""
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, *, taxonomy: Taxonomy | None = None) -> None:
         self.num_outputs = num_classes
+        self.taxonomy = taxonomy  # the tree the datasets' ids are read in (evaluation), if the model was given one
         self.ignore_index = ignore_index
         self.datasets = ()
 
