@@ -179,6 +179,13 @@ def variant(values: dict[str, Any]) -> str:
     return ",".join(parts)
 
 
+def flat_variant(var: str) -> str:
+    """The variant a DeepLab row of the same run would have: without DSSPN's own settings (``m``, ``--set``), so
+    that a DSSPN variant is compared with the DeepLab trained at the same steps, sizes and rate."""
+    shared = {k for k in DEFAULTS if k not in ("m", "dsspn")} | {"finetune"}
+    return ",".join(part for part in var.split(",") if part and part.split("=", 1)[0] in shared)
+
+
 def label(arm: str, var: str) -> str:
     return f"{arm} [{var}]" if var else arm
 
@@ -516,9 +523,10 @@ def aims(results: Results, var: str) -> None:
     lines = []
     for rule in RULES:
         for ds in (CS, MV):
-            gap = mean("dsspn-universal", rule, ds) - mean("deeplab-universal", "-", ds)
+            gap = mean("dsspn-universal", rule, ds) - mean_of(results, "deeplab-universal", flat_variant(var), "-", ds)
             if not math.isnan(gap):
-                lines.append(f"  dsspn-universal ({rule}) - deeplab-universal, {ds} mIoU: {100 * gap:+.1f} "
+                lines.append(f"  dsspn-universal ({rule}) - {label('deeplab-universal', flat_variant(var))}, {ds} mIoU: "
+                             f"{100 * gap:+.1f} "
                              f"(aim >= -1.0: {'met' if gap >= -0.01 else 'missed'})")
     for family, rule in (("dsspn", "path"), ("dsspn", "greedy"), ("deeplab", "-")):
         for joint in (f"{family}-universal", f"{family}-universal-ft"):
@@ -575,23 +583,39 @@ def curve_table(results: Results) -> dict[tuple[str, str], dict[int, dict[str, l
     return table
 
 
+def curve_groups(table: dict[tuple[str, str], Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(variant, {arm: points})`` per variant of the runs with curves; a DSSPN variant is joined by the DeepLab
+    curves of its :func:`flat_variant`, which then form no group of their own."""
+    groups = {var: {a: table[(a, var)] for a in ARMS if (a, var) in table} for var in sorted({v for _, v in table})}
+    joined = set()
+    for var, arms in groups.items():
+        flat = flat_variant(var)
+        if flat != var and flat in groups and any(a.startswith("dsspn") for a in arms):
+            for a, points in groups[flat].items():
+                if a.startswith("deeplab") and a not in arms:
+                    arms[a] = points
+                    joined.add((a, flat))
+    return [(var, arms) for var, arms in groups.items()
+            if arms and not all((a, var) in joined for a in arms)]
+
+
 def curves(results: Results) -> None:
     table = curve_table(results)
     if not table:
         return
-    for var in sorted({v for _, v in table}):
-        arms = [a for a in ARMS if (a, var) in table]
+    for var, group in curve_groups(table):
+        arms = [a for a in ARMS if a in group]
         print(f"\nlearning curves{f' [{var}]' if var else ''}: val mIoU by step, mean over seeds (greedy for DSSPN)")
         print(f"{'step':>6}" + "".join(f"{f'{a} {SHORT[ds]}':>24}" for a in arms for ds in (CS, MV))
               + ("".join(f"{f'gap {SHORT[ds]}':>10}" for ds in (CS, MV))
                  if {"dsspn-universal", "deeplab-universal"} <= set(arms) else ""))
-        steps = sorted({s for a in arms for s in table[(a, var)]})
+        steps = sorted({s for a in arms for s in group[a]})
         for step in steps:
             line = f"{step:>6}"
             means = {}
             for a in arms:
                 for ds in (CS, MV):
-                    values = table[(a, var)].get(step, {}).get(ds, [])
+                    values = group[a].get(step, {}).get(ds, [])
                     means[(a, ds)] = 100 * statistics.fmean(values) if values else math.nan
                     line += f"{fmt(values):>24}"
             if {"dsspn-universal", "deeplab-universal"} <= set(arms):
@@ -631,10 +655,10 @@ def plot_curves(results: Results, path: Path) -> Path:
         ax.grid(True, color="0.92")
         ax.legend(fontsize=8, loc="lower right")
     gap_ax = panels[2]
-    for var in variants:
-        if ("dsspn-universal", var) not in table or ("deeplab-universal", var) not in table:
+    for var, group in curve_groups(table):
+        if "dsspn-universal" not in group or "deeplab-universal" not in group:
             continue
-        ours, theirs = table[("dsspn-universal", var)], table[("deeplab-universal", var)]
+        ours, theirs = group["dsspn-universal"], group["deeplab-universal"]
         for ds, colour in ((CS, "tab:purple"), (MV, "tab:green")):
             steps = [s for s in sorted(ours) if s in theirs and ds in ours[s] and ds in theirs[s]]
             gaps = [100 * (statistics.fmean(ours[s][ds]) - statistics.fmean(theirs[s][ds])) for s in steps]
