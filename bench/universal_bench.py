@@ -553,21 +553,27 @@ def aims(results: Results, var: str) -> None:
 
 
 def ablations(results: Results) -> None:
-    """Each variant of an arm against the default settings, seed by seed (the seeds both have)."""
+    """Each variant of an arm against every variant that differs from it in one setting, seed by seed (the seeds
+    both have): ``[m=48,classifier=sigmoid]`` against ``[classifier=sigmoid]`` is the effect of m at sigmoid."""
     lines = []
-    for arm, var, rule in sorted({(a, v, r) for a, v, r, _ in results if v}):
-        base = {s: row for (a, v, r, s), row in results.items() if (a, v, r) == (arm, "", rule)}
-        mine = {s: row for (a, v, r, s), row in results.items() if (a, v, r) == (arm, var, rule)}
-        seeds = sorted(set(base) & set(mine))
-        if not seeds:
-            continue
-        parts = []
-        for ds in (CS, MV):
-            deltas = [mine[s][ds] - base[s][ds] for s in seeds]
-            parts.append(f"{ds} {' '.join(f'{100 * d:+.1f}' for d in deltas)}")
-        lines.append(f"  {label(arm, var)} ({rule}) - default, seeds {','.join(map(str, seeds))}: " + "; ".join(parts))
+    keys = {(a, v, r) for a, v, r, _ in results}
+    for arm, var, rule in sorted(k for k in keys if k[1]):
+        parts = var.split(",")
+        for k, changed in enumerate(parts):
+            other = ",".join(parts[:k] + parts[k + 1:])
+            if (arm, other, rule) not in keys:
+                continue
+            base = {s: row for (a, v, r, s), row in results.items() if (a, v, r) == (arm, other, rule)}
+            mine = {s: row for (a, v, r, s), row in results.items() if (a, v, r) == (arm, var, rule)}
+            seeds = sorted(set(base) & set(mine))
+            if not seeds:
+                continue
+            deltas = "; ".join(f"{ds} {' '.join(f'{100 * (mine[s][ds] - base[s][ds]):+.1f}' for s in seeds)}"
+                               for ds in (CS, MV))
+            lines.append(f"  {changed} ({label(arm, var)} - {label(arm, other)}, {rule}), seeds "
+                         f"{','.join(map(str, seeds))}: {deltas}")
     if lines:
-        print("\nvariants against the default settings (points, one figure per seed)")
+        print("\nvariants against the settings one change away (points, one figure per seed)")
         print("\n".join(lines))
 
 
