@@ -26,7 +26,7 @@ import numpy as np
 
 from hierseg.core.errors import HiersegError
 from hierseg.taxonomy.labelspace import LabelSpace, label_space
-from hierseg.taxonomy.tree import Taxonomy
+from hierseg.taxonomy.tree import Taxonomy, require_taxonomy
 
 IGNORE_INDEX = 255  # child target of a pixel a neuron must not learn from
 
@@ -229,7 +229,5 @@ class NeuronGraph:
 def neuron_graph(taxonomy: Taxonomy | None = None) -> NeuronGraph:
     """The neuron graph of a model's ``taxonomy`` argument (``None``: the shipped 359-concept tree). A path is read
     into a :class:`Taxonomy` where it enters (config, checkpoint, CLI option), never here."""
-    if taxonomy is not None and not isinstance(taxonomy, Taxonomy):
-        raise HiersegError(f"taxonomy must be a Taxonomy, not a {type(taxonomy).__name__} (read a tree file with "
-                           "Taxonomy.load(path))")
+    taxonomy = require_taxonomy(taxonomy)
     return NeuronGraph(taxonomy if taxonomy is not None else Taxonomy.load())

@@ -238,3 +238,12 @@ class Taxonomy:
             if concept.parent is not None:
                 graph.add_edge(concept.parent, concept.id)
         return graph
+
+
+def require_taxonomy(value: object) -> Taxonomy | None:
+    """``value`` if it is a :class:`Taxonomy` or None; a path (or anything else) is refused: a tree file is read
+    where it enters a run (config, checkpoint, CLI option), never deep inside a model."""
+    if value is not None and not isinstance(value, Taxonomy):
+        raise HiersegError(f"taxonomy must be a Taxonomy, not a {type(value).__name__} (read a tree file with "
+                           "Taxonomy.load(path))")
+    return value

@@ -22,7 +22,7 @@ from hierseg.models.outputs.dataset import DatasetClasses
 from hierseg.models.outputs.leaves import LeafClasses
 from hierseg.models.outputs.raw import RawClasses
 from hierseg.taxonomy.neurons import neuron_graph
-from hierseg.taxonomy.tree import Taxonomy
+from hierseg.taxonomy.tree import Taxonomy, require_taxonomy
 
 __all__ = ["DatasetClasses", "LeafClasses", "Outputs", "RawClasses", "make_outputs"]
 
@@ -39,9 +39,7 @@ def make_outputs(num_classes: int | None = None, datasets: Sequence[str] | str |
             raise HiersegError("give either num_classes (raw class indices) or datasets (label spaces), not both")
         if num_classes < 1:
             raise HiersegError(f"num_classes must be at least 1, not {num_classes}")
-        if taxonomy is not None and not isinstance(taxonomy, Taxonomy):  # neuron_graph checks the same for the tree outputs
-            raise HiersegError(f"taxonomy must be a Taxonomy, not a {type(taxonomy).__name__}")
-        return RawClasses(num_classes, taxonomy=taxonomy)
+        return RawClasses(num_classes, taxonomy=require_taxonomy(taxonomy))  # the tree outputs: in neuron_graph
     if datasets is not None and len(datasets) == 0:
         raise HiersegError("datasets is empty: name at least one dataset (datasets=['cityscapes']) or give "
                            "num_classes=N")
